@@ -1,0 +1,74 @@
+# ngx_cost_cap_module: build, run and test on Debian 12.
+#
+#   make run    deps, module, then redis + nginx (conf/nginx.conf) in the
+#               foreground on 127.0.0.1:8080
+#   make test   deps, module, unit tests (cmocka) and end-to-end tests (prove)
+
+NGX_SRC     ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := build
+MODULE      := $(BUILD)/ngx_http_cost_cap_module.so
+NGX_BUILD   := $(BUILD)/nginx
+SRCS        := config $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h)
+
+DEB_PKGS    := make gcc nginx-core nginx-dev libhiredis-dev libcjson-dev \
+               libpcre2-dev zlib1g-dev libssl-dev redis-server \
+               libcmocka-dev libtest-base-perl curl gcovr
+
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
+export COST_CAP_NGINX  := $(NGINX)
+
+.PHONY: all deps build run test unit e2e coverage clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+	        | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+build: $(MODULE)
+
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && ./configure --with-compat --with-threads \
+	    --with-http_ssl_module --with-cc-opt='-g -O2 -Werror' \
+	    --add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_cost_cap_module.so $@.tmp
+	mv -f $@.tmp $@
+
+run: deps build
+	@exec perl conf/run.pl
+
+test: deps build
+	$(MAKE) unit
+	$(MAKE) e2e
+
+unit:
+	$(MAKE) -C lua-free-tests test
+
+e2e: build
+	prove -r -j2 t/
+
+coverage:
+	$(MAKE) -C lua-free-tests coverage
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C lua-free-tests clean

@@ -1,0 +1,40 @@
+/*
+ * Pure core: multipart/form-data (RFC 7578) text fields by name.  File
+ * parts (those with a filename) are skipped and never copied.
+ */
+
+#ifndef _CC_MULTIPART_H_INCLUDED_
+#define _CC_MULTIPART_H_INCLUDED_
+
+
+#include <stddef.h>
+
+#include "cc_json.h"
+
+
+#define CC_MULTIPART_BOUNDARY_MAX  70
+
+
+/*
+ * Finds the boundary parameter of a Content-Type value
+ * ("multipart/form-data; boundary=xyz", quoted or not).  Returns 0 with
+ * *b / *blen pointing into ctype, or -1 when it is absent, empty or longer
+ * than CC_MULTIPART_BOUNDARY_MAX.
+ */
+int cc_multipart_boundary(const char *ctype, size_t len, const char **b,
+    size_t *blen);
+
+/*
+ * Scans body for the text fields named by names[f] (only the whole name
+ * matches; dotted paths are plain names here) and sets vals[f] to
+ * CC_VAL_STRING pointing into body, or CC_VAL_ABSENT.  The first of
+ * duplicate fields wins.  Returns 0, or -1 when the body is malformed: no
+ * opening or closing delimiter, a part without Content-Disposition
+ * form-data, a header block without its end.
+ */
+int cc_multipart_extract(const char *body, size_t len, const char *boundary,
+    size_t blen, const cc_path_t names[CC_FIELD_MAX],
+    cc_val_t vals[CC_FIELD_MAX]);
+
+
+#endif /* _CC_MULTIPART_H_INCLUDED_ */

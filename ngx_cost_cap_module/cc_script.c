@@ -1,0 +1,149 @@
+/*
+ * The Redis scripts.  Periods come from the Redis server's clock so that
+ * every gateway agrees; dates are computed with integer civil-calendar
+ * arithmetic (Redis' Lua has no os.date).
+ */
+
+#include <string.h>
+
+#include "cc_script.h"
+
+
+const char  cc_script_reserve[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1])\n"
+    "local est = tonumber(ARGV[1])\n"
+    "local f = math.floor\n"
+    "local function dfc(y, m, d)\n"
+    "  if m <= 2 then y = y - 1 end\n"
+    "  local era = f(y / 400)\n"
+    "  local yoe = y - era * 400\n"
+    "  local mp = m > 2 and m - 3 or m + 9\n"
+    "  local doy = f((153 * mp + 2) / 5) + d - 1\n"
+    "  return era * 146097 + yoe * 365 + f(yoe / 4) - f(yoe / 100) + doy"
+    " - 719468\n"
+    "end\n"
+    "local function civil(days)\n"
+    "  local z = days + 719468\n"
+    "  local era = f(z / 146097)\n"
+    "  local doe = z - era * 146097\n"
+    "  local yoe = f((doe - f(doe / 1460) + f(doe / 36524)"
+    " - f(doe / 146096)) / 365)\n"
+    "  local doy = doe - (365 * yoe + f(yoe / 4) - f(yoe / 100))\n"
+    "  local mp = f((5 * doy + 2) / 153)\n"
+    "  local d = doy - f((153 * mp + 2) / 5) + 1\n"
+    "  local m = mp < 10 and mp + 3 or mp - 9\n"
+    "  local y = yoe + era * 400\n"
+    "  if m <= 2 then y = y + 1 end\n"
+    "  return y, m, d\n"
+    "end\n"
+    "local days = f(now / 86400)\n"
+    "local y, m, d = civil(days)\n"
+    "local hh = f((now % 86400) / 3600)\n"
+    "local mi = f((now % 3600) / 60)\n"
+    "local function period(w)\n"
+    "  if w == 'minute' then\n"
+    "    return string.format('%04d%02d%02d%02d%02d', y, m, d, hh, mi),"
+    " now - now % 60 + 60\n"
+    "  elseif w == 'hour' then\n"
+    "    return string.format('%04d%02d%02d%02d', y, m, d, hh),"
+    " now - now % 3600 + 3600\n"
+    "  elseif w == 'day' then\n"
+    "    return string.format('%04d%02d%02d', y, m, d), (days + 1) * 86400\n"
+    "  elseif w == 'week' then\n"
+    "    local wd = (days + 3) % 7\n"
+    "    local th = days - wd + 3\n"
+    "    local iy = civil(th)\n"
+    "    local wk = f((th - dfc(iy, 1, 1)) / 7) + 1\n"
+    "    return string.format('%04d-W%02d', iy, wk), (days - wd + 7) * 86400\n"
+    "  elseif w == 'month' then\n"
+    "    local ny, nm = y, m + 1\n"
+    "    if nm > 12 then ny, nm = y + 1, 1 end\n"
+    "    return string.format('%04d%02d', y, m), dfc(ny, nm, 1) * 86400\n"
+    "  end\n"
+    "  return 'all', 0\n"
+    "end\n"
+    "local res = {0, now}\n"
+    "local keys = {}\n"
+    "local ok = true\n"
+    "for i = 3, #ARGV, 2 do\n"
+    "  local p, e = period(ARGV[i])\n"
+    "  local k = KEYS[1] .. ARGV[i] .. ':' .. p\n"
+    "  local spent = tonumber(redis.call('GET', k) or '0')\n"
+    "  if spent + est > tonumber(ARGV[i + 1]) then ok = false end\n"
+    "  keys[#keys + 1] = k\n"
+    "  keys[#keys + 1] = e\n"
+    "  res[#res + 1] = p\n"
+    "  res[#res + 1] = spent\n"
+    "  res[#res + 1] = e\n"
+    "end\n"
+    "if ok or ARGV[2] == '1' then\n"
+    "  for i = 1, #keys, 2 do\n"
+    "    redis.call('INCRBY', keys[i], ARGV[1])\n"
+    "    if keys[i + 1] > 0 then\n"
+    "      redis.call('EXPIREAT', keys[i], keys[i + 1] + 86400)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if ok then res[1] = 1 end\n"
+    "return res\n";
+
+
+const char  cc_script_settle[] =
+    "for i = 2, #ARGV, 2 do\n"
+    "  local k = KEYS[1] .. ARGV[i]\n"
+    "  local v = redis.call('INCRBY', k, ARGV[1])\n"
+    "  if v < 0 then redis.call('SET', k, 0, 'KEEPTTL') end\n"
+    "  local e = tonumber(ARGV[i + 1])\n"
+    "  if e > 0 and redis.call('TTL', k) == -1 then\n"
+    "    redis.call('EXPIREAT', k, e)\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
+
+int
+cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
+    cc_reserve_reply_t *out)
+{
+    size_t              i;
+    const redisReply   *p, *s, *e;
+
+    if (reply == NULL
+        || reply->type != REDIS_REPLY_ARRAY
+        || nwin > CC_WIN_MAX
+        || reply->elements != 2 + 3 * nwin
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    {
+        return -1;
+    }
+
+    out->admitted = reply->element[0]->integer == 1;
+    out->now = reply->element[1]->integer;
+    out->nwin = nwin;
+
+    for (i = 0; i < nwin; i++) {
+        p = reply->element[2 + 3 * i];
+        s = reply->element[3 + 3 * i];
+        e = reply->element[4 + 3 * i];
+
+        if (p->type != REDIS_REPLY_STRING
+            || p->len == 0
+            || p->len > CC_PERIOD_MAX_LEN
+            || s->type != REDIS_REPLY_INTEGER
+            || e->type != REDIS_REPLY_INTEGER
+            || s->integer < 0
+            || e->integer < 0)
+        {
+            return -1;
+        }
+
+        memcpy(out->win[i].period, p->str, p->len);
+        out->win[i].period_len = p->len;
+        out->win[i].spent = s->integer;
+        out->win[i].end = e->integer;
+    }
+
+    return 0;
+}

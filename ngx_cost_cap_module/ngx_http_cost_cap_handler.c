@@ -1,0 +1,921 @@
+
+/*
+ * ngx_cost_cap_module: the pre-content phase handler.  Reads the body,
+ * prices the request, reserves the estimate in Redis, and answers.
+ */
+
+
+#include "ngx_http_cost_cap_module.h"
+
+
+static ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_create_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_cost_cap_cleanup(void *data);
+static ngx_int_t ngx_http_cost_cap_start(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+static ngx_int_t ngx_http_cost_cap_media_type(ngx_http_request_t *r);
+static void ngx_http_cost_cap_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cost_cap_price(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+static ngx_int_t ngx_http_cost_cap_body(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, size_t max, ngx_str_t *body);
+static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    ngx_str_t *body, cc_val_t *vals, cJSON **json);
+static ngx_int_t ngx_http_cost_cap_estimate(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    cc_val_t *vals);
+static ngx_int_t ngx_http_cost_cap_windows(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+static ngx_int_t ngx_http_cost_cap_reserve(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+static void ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
+static void ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_uint_t dry_run);
+static void ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
+static void ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
+static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+static void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *message,
+    ngx_str_t *param);
+
+
+ngx_int_t
+ngx_http_cost_cap_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_http_cost_cap_ctx_t       *ctx;
+    ngx_http_cost_cap_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cost_cap_module);
+
+    if (!lcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_cost_cap_get_ctx(r);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_cost_cap_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_cost_cap_start(r, ctx, lcf);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_COST_CAP_STATE_READY:
+        rc = ngx_http_cost_cap_price(r, ctx, lcf);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        break;
+
+    case NGX_HTTP_COST_CAP_STATE_BODY:
+    case NGX_HTTP_COST_CAP_STATE_REDIS:
+        return NGX_AGAIN;
+
+    default: /* NGX_HTTP_COST_CAP_STATE_DONE */
+        break;
+    }
+
+    if (ctx->state != NGX_HTTP_COST_CAP_STATE_DONE) {
+        return NGX_AGAIN;
+    }
+
+    /* decide once: an internal redirect or an error_page passes freely */
+    if (ctx->acted) {
+        return NGX_DECLINED;
+    }
+
+    ctx->acted = 1;
+
+    return ngx_http_cost_cap_answer(r, ctx, lcf);
+}
+
+
+/*
+ * The context survives internal redirects (which zero module contexts)
+ * through its pool cleanup, as in the realip module: a request is priced
+ * and charged once.
+ */
+
+ngx_http_cost_cap_ctx_t *
+ngx_http_cost_cap_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_cost_cap_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_cost_cap_module);
+
+    if (ctx == NULL && (r->main->internal || r->main->filter_finalize)) {
+        for (cln = r->main->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_cost_cap_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r->main, ctx, ngx_http_cost_cap_module);
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+static ngx_http_cost_cap_ctx_t *
+ngx_http_cost_cap_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_cost_cap_ctx_t  *ctx;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_cost_cap_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_cost_cap_ctx_t));
+
+    ctx->request = r;
+    ctx->bind = -1;
+    ctx->status = NGX_DECLINED;
+
+    cln->handler = ngx_http_cost_cap_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_cost_cap_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_cost_cap_cleanup(void *data)
+{
+    ngx_http_cost_cap_ctx_t  *ctx = data;
+
+    /* a reply still to come finds no request and gives the money back */
+    if (ctx->op) {
+        ctx->op->data = NULL;
+        ctx->op = NULL;
+    }
+}
+
+
+/* the tenant and the request's headers; then the body is read */
+
+static ngx_int_t
+ngx_http_cost_cap_start(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    ngx_int_t  rc;
+
+    static ngx_str_t  tenant = ngx_string("tenant");
+
+    if (ngx_http_complex_value(r, lcf->tenant, &ctx->tenant) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+
+    if (ctx->tenant.len == 0) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_UNAUTHORIZED, "tenant_missing",
+                               "The request names no tenant.", &tenant);
+        return NGX_OK;
+    }
+
+    if (!cc_tenant_valid((char *) ctx->tenant.data, ctx->tenant.len)) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "tenant_invalid",
+                               "The tenant must be 1-128 characters of "
+                               "A-Z a-z 0-9 . _ ~ : @ + = / -.", &tenant);
+
+        /* nothing of an invalid tenant goes to variables or logs */
+        ngx_str_null(&ctx->tenant);
+        return NGX_OK;
+    }
+
+    if (ngx_http_cost_cap_media_type(r) == NGX_DECLINED) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                               "unsupported_media_type",
+                               "The body must be application/json or "
+                               "multipart/form-data.", NULL);
+        return NGX_OK;
+    }
+
+    if (r->headers_in.content_length_n > (off_t) lcf->max_body) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "body_too_large",
+                               "The request body is larger than the "
+                               "gateway inspects.", NULL);
+        return NGX_OK;
+    }
+
+    ctx->state = NGX_HTTP_COST_CAP_STATE_BODY;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_cost_cap_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+/* NGX_OK for JSON, NGX_DONE for multipart, NGX_DECLINED for the rest */
+
+static ngx_int_t
+ngx_http_cost_cap_media_type(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    last = ct->data + ct->len;
+
+    for (p = ct->data; p < last && *p != ';' && *p != ' ' && *p != '\t'; p++)
+    {
+        /* void */
+    }
+
+    if ((size_t) (p - ct->data) == sizeof("application/json") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                           sizeof("application/json") - 1) == 0)
+    {
+        return NGX_OK;
+    }
+
+    if ((size_t) (p - ct->data) == sizeof("multipart/form-data") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "multipart/form-data",
+                           sizeof("multipart/form-data") - 1) == 0)
+    {
+        return NGX_DONE;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_cost_cap_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_cost_cap_ctx_t  *ctx;
+
+    /* no cleanup here: on a read error this is never called */
+    ctx = ngx_http_cost_cap_get_ctx(r);
+    if (ctx && ctx->state == NGX_HTTP_COST_CAP_STATE_BODY) {
+        ctx->state = NGX_HTTP_COST_CAP_STATE_READY;
+    }
+
+    r->preserve_body = 1;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * The body is read: price the request and start the reservation.  Returns
+ * NGX_OK with the state at DONE or REDIS, or an HTTP status.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    cJSON      *json;
+    ngx_int_t   rc;
+    ngx_str_t   body;
+    cc_val_t    vals[CC_FIELD_MAX];
+
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+
+    rc = ngx_http_cost_cap_body(r, ctx, lcf->max_body, &body);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
+    }
+
+    json = NULL;
+
+    rc = ngx_http_cost_cap_extract(r, ctx, lcf, &body, vals, &json);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_cost_cap_estimate(r, ctx, lcf, vals);
+    }
+
+    if (json) {
+        cJSON_Delete(json);
+    }
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
+    }
+
+    rc = ngx_http_cost_cap_windows(r, ctx, lcf);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
+    }
+
+    if (ctx->nwin == 0) {
+        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+        return NGX_OK;
+    }
+
+    return ngx_http_cost_cap_reserve(r, ctx, lcf);
+}
+
+
+/*
+ * The body as one piece of memory: in place when NGINX kept it in one
+ * buffer, else copied from its buffers and temp file.  NGX_DECLINED when
+ * it is too large (the error is set).
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    size_t max, ngx_str_t *body)
+{
+    u_char       *p;
+    off_t         len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len > (off_t) max) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "body_too_large",
+                               "The request body is larger than the "
+                               "gateway inspects.", NULL);
+        return NGX_DECLINED;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+
+        if (n != b->file_last - b->file_pos) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "cost_cap: could not read the body from \"%V\"",
+                          &b->file->name);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+/* raw field values from a JSON or multipart body */
+
+static ngx_int_t
+ngx_http_cost_cap_extract(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, ngx_str_t *body, cc_val_t *vals,
+    cJSON **json)
+{
+    char        *tmp;
+    size_t       blen;
+    ngx_uint_t   i;
+    ngx_str_t   *ct;
+    cc_path_t    paths[CC_FIELD_MAX];
+    const char  *b;
+
+    for (i = 0; i < CC_FIELD_MAX; i++) {
+        paths[i].data = (char *) lcf->fields[i].data;
+        paths[i].len = lcf->fields[i].len;
+    }
+
+    if (ngx_http_cost_cap_media_type(r) == NGX_OK) {
+        tmp = ngx_pnalloc(r->pool, body->len + 1);
+        if (tmp == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *json = cc_json_parse((char *) body->data, body->len, tmp);
+
+        if (*json == NULL) {
+            ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                                   "The body is not a JSON object.", NULL);
+            return NGX_DECLINED;
+        }
+
+        cc_json_extract(*json, paths, vals);
+        return NGX_OK;
+    }
+
+    ct = &r->headers_in.content_type->value;
+
+    if (cc_multipart_boundary((char *) ct->data, ct->len, &b, &blen) != 0
+        || cc_multipart_extract((char *) body->data, body->len, b, blen,
+                                paths, vals)
+           != 0)
+    {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_multipart",
+                               "The body is not valid multipart/form-data.",
+                               NULL);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals)
+{
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    cc_dims_t                   dims;
+    cc_field_e                  bad;
+    ngx_http_cost_cap_model_t  *m;
+
+    if (cc_dims_from_vals(vals, &dims, &bad) != 0) {
+        goto invalid;
+    }
+
+    ctx->model.data = ngx_pnalloc(r->pool, dims.model_len);
+    if (ctx->model.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->model.data, dims.model, dims.model_len);
+    ctx->model.len = dims.model_len;
+
+    m = lcf->models->elts;
+
+    for (i = 0; i < lcf->models->nelts; i++) {
+        if (m[i].regex == NULL) {
+            if (m[i].pattern.len == ctx->model.len
+                && ngx_strncmp(m[i].pattern.data, ctx->model.data,
+                               ctx->model.len) == 0)
+            {
+                break;
+            }
+
+            continue;
+        }
+
+        rc = ngx_regex_exec(m[i].regex, &ctx->model, NULL, 0);
+
+        if (rc >= 0) {
+            break;
+        }
+
+        if (rc != NGX_REGEX_NO_MATCHED) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          ngx_regex_exec_n " failed: %i on \"%V\" using "
+                          "\"%V\"", rc, &ctx->model, &m[i].pattern);
+        }
+    }
+
+    if (i == lcf->models->nelts) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "unknown_model",
+                               "No pricing rule matches the model.",
+                               &lcf->fields[CC_FIELD_MODEL]);
+        return NGX_DECLINED;
+    }
+
+    if (cc_estimate(&m[i].rule, &dims, lcf->gpu_price, &ctx->estimate, &bad)
+        != 0)
+    {
+        goto invalid;
+    }
+
+    ctx->estimated = 1;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "cost_cap: tenant \"%V\" model \"%V\" estimate %L "
+                   "gpu_us %L", &ctx->tenant, &ctx->model,
+                   ctx->estimate.cost, ctx->estimate.gpu_seconds);
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                           bad == CC_FIELD_NONE
+                           ? "The request's estimated cost is too large."
+                           : "A parameter is missing, of the wrong type, "
+                             "or out of range.",
+                           bad == CC_FIELD_NONE ? NULL : &lcf->fields[bad]);
+    return NGX_DECLINED;
+}
+
+
+/* the caps of this request: literals, or variables evaluated now */
+
+static ngx_int_t
+ngx_http_cost_cap_windows(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    int64_t                     amount;
+    ngx_str_t                   v;
+    ngx_uint_t                  i;
+    ngx_http_cost_cap_limit_t  *limit;
+
+    if (lcf->limits == NULL) {
+        return NGX_OK;
+    }
+
+    limit = lcf->limits->elts;
+
+    for (i = 0; i < lcf->limits->nelts; i++) {
+
+        if (limit[i].value == NULL) {
+            amount = limit[i].amount;
+
+        } else {
+            if (ngx_http_complex_value(r, limit[i].value, &v) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (v.len == 0) {
+                continue;
+            }
+
+            if (cc_decimal_parse((char *) v.data, v.len, &amount)
+                != CC_DEC_OK)
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "cost_cap: cap \"%V\" of tenant \"%V\" for "
+                              "window %s is not an amount", &v, &ctx->tenant,
+                              cc_window_name(limit[i].window));
+
+                ngx_http_cost_cap_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "cost_cap_misconfigured",
+                                       "The spend cap of this tenant is "
+                                       "misconfigured.", NULL);
+                return NGX_DECLINED;
+            }
+        }
+
+        ctx->win[ctx->nwin].window = limit[i].window;
+        ctx->win[ctx->nwin].limit = amount;
+        ctx->nwin++;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_reserve(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    int                      argc;
+    u_char                   est[NGX_INT64_LEN];
+    u_char                   limits[CC_WIN_MAX][NGX_INT64_LEN];
+    size_t                   argvlen[6 + 2 * CC_WIN_MAX];
+    ngx_uint_t               i;
+    const char              *argv[6 + 2 * CC_WIN_MAX];
+    ngx_http_cost_cap_op_t  *op;
+
+    op = ngx_http_cost_cap_redis_op();
+    if (op == NULL) {
+        ngx_http_cost_cap_unavailable(r, ctx);
+        return NGX_OK;
+    }
+
+    op->handler = ngx_http_cost_cap_reserved;
+    op->data = ctx;
+    op->dry = lcf->dry_run ? 1 : 0;
+    op->estimate = ctx->estimate.cost;
+    op->nwin = ctx->nwin;
+    ngx_memcpy(op->win, ctx->win, sizeof(ctx->win));
+    op->prefix_len = cc_key_prefix((char *) ctx->tenant.data, ctx->tenant.len,
+                                   (char *) op->prefix);
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = (char *) ngx_http_cost_cap_sha_reserve.data;
+    argvlen[1] = ngx_http_cost_cap_sha_reserve.len;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) op->prefix;
+    argvlen[3] = op->prefix_len;
+    argv[4] = (char *) est;
+    argvlen[4] = ngx_sprintf(est, "%L", ctx->estimate.cost) - est;
+    argv[5] = op->dry ? "1" : "0";
+    argvlen[5] = 1;
+    argc = 6;
+
+    for (i = 0; i < ctx->nwin; i++) {
+        argv[argc] = cc_window_name(ctx->win[i].window);
+        argvlen[argc] = ngx_strlen(argv[argc]);
+        argc++;
+
+        argv[argc] = (char *) limits[i];
+        argvlen[argc] = ngx_sprintf(limits[i], "%L", ctx->win[i].limit)
+                        - limits[i];
+        argc++;
+    }
+
+    if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) != NGX_OK) {
+        ngx_http_cost_cap_unavailable(r, ctx);
+        return NGX_OK;
+    }
+
+    ctx->op = op;
+    ctx->state = NGX_HTTP_COST_CAP_STATE_REDIS;
+
+    /* a client that goes away while Redis answers ends the request */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_OK;
+}
+
+
+/* the reservation's reply, its timeout, or the connection's loss */
+
+static void
+ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
+{
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_cost_cap_ctx_t       *ctx;
+    ngx_http_cost_cap_loc_conf_t  *lcf;
+
+    ctx = op->data;
+
+    if (op->done || ctx == NULL) {
+        op->done = 1;
+        ngx_http_cost_cap_give_back(op, reply);
+        return;
+    }
+
+    op->done = 1;
+    op->data = NULL;
+    ctx->op = NULL;
+
+    r = ctx->request;
+    c = r->connection;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cost_cap_module);
+
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+
+    if (reply != NULL
+        && cc_reserve_reply_parse(reply, ctx->nwin, &ctx->reply) == 0)
+    {
+        ngx_http_cost_cap_decide(ctx, lcf->dry_run);
+
+    } else {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "cost_cap: redis reservation failed: %*s",
+                          (size_t) reply->len, reply->str);
+        }
+
+        ngx_http_cost_cap_unavailable(r, ctx);
+    }
+
+    /* resume in the request's own event: no request code runs here */
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t dry_run)
+{
+    int64_t             left, best, end, last;
+    ngx_uint_t          i;
+    cc_window_reply_t  *wr;
+
+    wr = ctx->reply.win;
+    best = INT64_MAX;
+    last = -1;
+
+    for (i = 0; i < ctx->nwin; i++) {
+        left = ctx->win[i].limit - wr[i].spent - ctx->estimate.cost;
+
+        if (ctx->reply.admitted) {
+            /* the window with the least left after this request */
+            if (left < best) {
+                best = left;
+                ctx->bind = i;
+            }
+
+            continue;
+        }
+
+        /* among the windows crossed, the one that resets last */
+        end = wr[i].end ? wr[i].end : INT64_MAX;
+
+        if (left < 0 && end > last) {
+            last = end;
+            ctx->bind = i;
+        }
+    }
+
+    if (ctx->reply.admitted) {
+        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+        ctx->reserved = 1;
+        return;
+    }
+
+    if (dry_run) {
+        ctx->result = NGX_HTTP_COST_CAP_DRY_RUN_REJECTED;
+        ctx->reserved = 1;
+        return;
+    }
+
+    ctx->result = NGX_HTTP_COST_CAP_REJECTED;
+    ctx->status = NGX_HTTP_TOO_MANY_REQUESTS;
+}
+
+
+static void
+ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx)
+{
+    ngx_http_cost_cap_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cost_cap_module);
+
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+
+    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "cost_cap: redis unavailable, request of tenant "
+                      "\"%V\" admitted unreserved (cost_cap_on_error open)",
+                      &ctx->tenant);
+
+        ctx->result = NGX_HTTP_COST_CAP_ERROR_OPEN;
+        return;
+    }
+
+    ngx_http_cost_cap_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "cost_cap_unavailable",
+                           "The spend cap service is unavailable; retry "
+                           "shortly.", NULL);
+    ctx->result = NGX_HTTP_COST_CAP_ERROR;
+}
+
+
+/*
+ * A reservation whose request was already answered (timeout, client
+ * abort) is given back at once: counters hold only what was admitted.
+ */
+
+static void
+ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op, redisReply *reply)
+{
+    int                      argc;
+    u_char                   delta[NGX_INT64_LEN + 1];
+    u_char                   keys[CC_WIN_MAX][32];
+    u_char                   exp[CC_WIN_MAX][NGX_INT64_LEN];
+    size_t                   argvlen[5 + 2 * CC_WIN_MAX];
+    ngx_uint_t               i;
+    const char              *argv[5 + 2 * CC_WIN_MAX];
+    cc_reserve_reply_t       res;
+    ngx_http_cost_cap_op_t  *back;
+
+    if (reply == NULL
+        || cc_reserve_reply_parse(reply, op->nwin, &res) != 0
+        || !(res.admitted || op->dry)
+        || op->estimate == 0)
+    {
+        return;
+    }
+
+    back = ngx_http_cost_cap_redis_op();
+    if (back == NULL) {
+        goto failed;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = (char *) ngx_http_cost_cap_sha_settle.data;
+    argvlen[1] = ngx_http_cost_cap_sha_settle.len;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) op->prefix;
+    argvlen[3] = op->prefix_len;
+    argv[4] = (char *) delta;
+    argvlen[4] = ngx_sprintf(delta, "-%L", op->estimate) - delta;
+    argc = 5;
+
+    for (i = 0; i < op->nwin; i++) {
+        argv[argc] = (char *) keys[i];
+        argvlen[argc] = ngx_sprintf(keys[i], "%s:%*s",
+                                    cc_window_name(op->win[i].window),
+                                    res.win[i].period_len, res.win[i].period)
+                        - keys[i];
+        argc++;
+
+        argv[argc] = (char *) exp[i];
+        argvlen[argc] = ngx_sprintf(exp[i], "%L",
+                                    res.win[i].end
+                                    ? res.win[i].end + 86400 : 0)
+                        - exp[i];
+        argc++;
+    }
+
+    if (ngx_http_cost_cap_redis_send(back, argc, argv, argvlen) == NGX_OK) {
+        return;
+    }
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "cost_cap: could not give back %L micro-USD reserved "
+                  "late on \"%*s\"", op->estimate, op->prefix_len,
+                  op->prefix);
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_answer(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    ngx_int_t  rc;
+
+    if (ctx->status == NGX_DECLINED) {
+        if (lcf->headers && ctx->estimated
+            && ngx_http_cost_cap_add_headers(r, ctx) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ctx->status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        rc = ngx_http_cost_cap_send_exceeded(r, ctx);
+
+    } else {
+        rc = ngx_http_cost_cap_send_error(r, ctx->status, ctx->code,
+                                          &ctx->message, ctx->param);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message, ngx_str_t *param)
+{
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+    ctx->status = status;
+    ctx->code = code;
+    ctx->message.data = (u_char *) message;
+    ctx->message.len = ngx_strlen(message);
+    ctx->param = param;
+
+    if (ctx->result == NGX_HTTP_COST_CAP_OFF) {
+        ctx->result = NGX_HTTP_COST_CAP_INVALID;
+    }
+}

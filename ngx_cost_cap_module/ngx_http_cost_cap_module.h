@@ -1,0 +1,187 @@
+
+/*
+ * ngx_cost_cap_module: hard GPU spending caps in front of generation APIs.
+ */
+
+
+#ifndef _NGX_HTTP_COST_CAP_MODULE_H_INCLUDED_
+#define _NGX_HTTP_COST_CAP_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cc_window.h"
+#include "cc_price.h"
+#include "cc_json.h"
+#include "cc_multipart.h"
+#include "cc_script.h"
+
+
+#define NGX_HTTP_COST_CAP_ON_ERROR_CLOSED  0
+#define NGX_HTTP_COST_CAP_ON_ERROR_OPEN    1
+
+#define NGX_HTTP_COST_CAP_DEFAULT_PRICE    3500000     /* 3.50 USD */
+
+
+/* $cost_cap_result */
+typedef enum {
+    NGX_HTTP_COST_CAP_OFF = 0,
+    NGX_HTTP_COST_CAP_ADMITTED,
+    NGX_HTTP_COST_CAP_REJECTED,
+    NGX_HTTP_COST_CAP_INVALID,
+    NGX_HTTP_COST_CAP_ERROR,
+    NGX_HTTP_COST_CAP_ERROR_OPEN,
+    NGX_HTTP_COST_CAP_DRY_RUN_REJECTED
+} ngx_http_cost_cap_result_e;
+
+
+/* where a request is in the module */
+typedef enum {
+    NGX_HTTP_COST_CAP_STATE_BODY = 0,           /* being read */
+    NGX_HTTP_COST_CAP_STATE_READY,              /* read, to be priced */
+    NGX_HTTP_COST_CAP_STATE_REDIS,
+    NGX_HTTP_COST_CAP_STATE_DONE
+} ngx_http_cost_cap_state_e;
+
+
+typedef struct {
+    ngx_uint_t                  window;         /* cc_window_e */
+    int64_t                     amount;         /* micro-USD, literal */
+    ngx_http_complex_value_t   *value;          /* or a variable */
+} ngx_http_cost_cap_limit_t;
+
+
+typedef struct {
+    ngx_str_t                   pattern;
+    ngx_regex_t                *regex;          /* NULL: exact match */
+    cc_rule_t                   rule;
+} ngx_http_cost_cap_model_t;
+
+
+typedef struct {
+    ngx_addr_t                 *addr;           /* NULL: no Redis */
+    ngx_str_t                   password;
+    ngx_str_t                   user;
+    ngx_int_t                   db;
+    ngx_msec_t                  timeout;
+    ngx_msec_t                  connect_timeout;
+    ngx_uint_t                  max_inflight;
+} ngx_http_cost_cap_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_http_complex_value_t   *tenant;
+    ngx_array_t                *limits;         /* ngx_http_cost_cap_limit_t */
+    ngx_array_t                *models;         /* ngx_http_cost_cap_model_t */
+    int64_t                     gpu_price;      /* micro-USD / GPU-hour */
+    ngx_str_t                   fields[CC_FIELD_MAX];
+    size_t                      max_body;
+    ngx_uint_t                  on_error;
+    ngx_flag_t                  dry_run;
+    ngx_flag_t                  headers;
+    ngx_array_t                *refund_status;  /* ngx_uint_t */
+    ngx_http_complex_value_t   *actual;
+} ngx_http_cost_cap_loc_conf_t;
+
+
+typedef struct ngx_http_cost_cap_op_s  ngx_http_cost_cap_op_t;
+
+typedef void (*ngx_http_cost_cap_op_handler_pt)(ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
+
+
+/* a window of this request: its cap, and what Redis said of it */
+typedef struct {
+    ngx_uint_t                  window;
+    int64_t                     limit;
+} ngx_http_cost_cap_win_t;
+
+
+/*
+ * One Redis command in flight.  It lives on the heap and outlives the
+ * request that sent it: a request that goes away only clears op->data.
+ */
+struct ngx_http_cost_cap_op_s {
+    ngx_queue_t                      queue;
+    ngx_event_t                      timer;     /* request timeout */
+    ngx_http_cost_cap_op_handler_pt  handler;   /* reply, or NULL: error */
+    void                            *data;      /* the request's ctx */
+    char                            *cmd;       /* formatted, kept for a
+                                                   NOSCRIPT retry */
+    size_t                           cmd_len;
+    unsigned                         retried:1;
+    unsigned                         done:1;    /* answered or timed out */
+    unsigned                         dry:1;
+
+    /* what a late reply needs to give the reservation back */
+    int64_t                          estimate;
+    size_t                           nwin;
+    ngx_http_cost_cap_win_t          win[CC_WIN_MAX];
+    size_t                           prefix_len;
+    u_char                           prefix[CC_KEY_PREFIX_MAX_LEN];
+};
+
+
+typedef struct {
+    ngx_http_cost_cap_state_e   state;
+    ngx_http_cost_cap_result_e  result;
+    ngx_int_t                   status;         /* decided: NGX_DECLINED or
+                                                   an HTTP status */
+    const char                 *code;           /* the error's */
+    ngx_str_t                   message;
+    ngx_str_t                  *param;
+    ngx_http_request_t         *request;
+    ngx_http_cost_cap_op_t     *op;
+
+    ngx_str_t                   tenant;
+    ngx_str_t                   model;
+    cc_estimate_t               estimate;
+
+    size_t                      nwin;
+    ngx_http_cost_cap_win_t     win[CC_WIN_MAX];
+    cc_reserve_reply_t          reply;
+    ngx_int_t                   bind;           /* index into win: the one
+                                                   reported, -1 none */
+    unsigned                    reserved:1;
+    unsigned                    estimated:1;
+    unsigned                    acted:1;
+} ngx_http_cost_cap_ctx_t;
+
+
+extern ngx_module_t  ngx_http_cost_cap_module;
+
+
+/* handler */
+ngx_int_t ngx_http_cost_cap_handler(ngx_http_request_t *r);
+ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
+
+/* reply */
+ngx_int_t ngx_http_cost_cap_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, ngx_str_t *message,
+    ngx_str_t *param);
+ngx_int_t ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
+ngx_int_t ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
+ngx_int_t ngx_http_cost_cap_set_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
+
+/* redis */
+extern ngx_str_t  ngx_http_cost_cap_sha_reserve;
+extern ngx_str_t  ngx_http_cost_cap_sha_settle;
+
+ngx_http_cost_cap_op_t *ngx_http_cost_cap_redis_op(void);
+void ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op);
+ngx_int_t ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op,
+    int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_cost_cap_redis_init_scripts(void);
+
+
+#endif /* _NGX_HTTP_COST_CAP_MODULE_H_INCLUDED_ */

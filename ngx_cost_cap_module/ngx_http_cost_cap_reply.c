@@ -1,0 +1,385 @@
+
+/*
+ * ngx_cost_cap_module: JSON error bodies and X-Cost-Cap-* headers.
+ */
+
+
+#include "ngx_http_cost_cap_module.h"
+
+
+static u_char *ngx_http_cost_cap_json_str(u_char *p, ngx_str_t *s);
+static u_char *ngx_http_cost_cap_json_usd(u_char *p, const char *name,
+    int64_t micro);
+static ngx_int_t ngx_http_cost_cap_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+static ngx_int_t ngx_http_cost_cap_error_page(ngx_http_request_t *r,
+    ngx_uint_t status);
+
+
+static const char *
+ngx_http_cost_cap_error_type(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return "insufficient_quota";
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return "server_error";
+    default:
+        return "invalid_request_error";
+    }
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, ngx_str_t *message, ngx_str_t *param)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        if (ngx_http_cost_cap_set_header(r, "Retry-After", (u_char *) "1", 1)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_cost_cap_error_page(r, status)) {
+        return status;
+    }
+
+    len = sizeof("{\"error\":{\"type\":\"\",\"code\":\"\",\"message\":,"
+                 "\"param\":}}\n") - 1
+          + ngx_strlen(ngx_http_cost_cap_error_type(status))
+          + ngx_strlen(code)
+          + 2 + 6 * message->len
+          + (param ? 2 + 6 * param->len : 4);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":{\"type\":\"%s\",\"code\":\"%s\","
+                    "\"message\":", ngx_http_cost_cap_error_type(status),
+                    code);
+    p = ngx_http_cost_cap_json_str(p, message);
+    p = ngx_cpymem(p, ",\"param\":", 9);
+
+    if (param) {
+        p = ngx_http_cost_cap_json_str(p, param);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, "}}\n", 3);
+
+    return ngx_http_cost_cap_send_json(r, status, body, p - body);
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx)
+{
+    u_char               *body, *p, *msg, usd[3][CC_DECIMAL_MAX_LEN];
+    size_t                len, l[3];
+    int64_t               reset;
+    ngx_str_t             message, window;
+    cc_window_reply_t    *wr;
+    ngx_http_cost_cap_win_t  *w;
+
+    w = &ctx->win[ctx->bind];
+    wr = &ctx->reply.win[ctx->bind];
+    reset = wr->end ? wr->end - ctx->reply.now : -1;
+
+    window.data = (u_char *) cc_window_name(w->window);
+    window.len = ngx_strlen(window.data);
+
+    if (reset >= 0) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_cost_cap_set_header(r, "Retry-After", p,
+                                         ngx_sprintf(p, "%L", reset) - p)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_cost_cap_set_header(r, "x-should-retry", (u_char *) "false",
+                                     5)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_cost_cap_error_page(r, NGX_HTTP_TOO_MANY_REQUESTS)) {
+        return NGX_HTTP_TOO_MANY_REQUESTS;
+    }
+
+    l[0] = cc_decimal_format(w->limit, (char *) usd[0]);
+    l[1] = cc_decimal_format(wr->spent, (char *) usd[1]);
+    l[2] = cc_decimal_format(ctx->estimate.cost, (char *) usd[2]);
+
+    len = sizeof("Spend cap exceeded for tenant \"\": the  window allows "
+                 " USD and  USD is spent; this request is estimated at "
+                 " USD.") - 1
+          + ctx->tenant.len + window.len + l[0] + l[1] + l[2];
+
+    msg = ngx_pnalloc(r->pool, len);
+    if (msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    message.data = msg;
+    message.len = ngx_sprintf(msg, "Spend cap exceeded for tenant \"%V\": "
+                              "the %V window allows %*s USD and %*s USD is "
+                              "spent; this request is estimated at %*s USD.",
+                              &ctx->tenant, &window, l[0], usd[0],
+                              l[1], usd[1], l[2], usd[2])
+                  - msg;
+
+    len = 256 + 6 * message.len + ctx->tenant.len + window.len
+          + 3 * CC_DECIMAL_MAX_LEN + NGX_INT64_LEN;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"error\":{\"type\":\"insufficient_quota\","
+                   "\"code\":\"cost_cap_exceeded\",\"message\":",
+                   sizeof("{\"error\":{\"type\":\"insufficient_quota\","
+                          "\"code\":\"cost_cap_exceeded\",\"message\":") - 1);
+    p = ngx_http_cost_cap_json_str(p, &message);
+
+    /* the tenant's bytes need no escaping: see cc_tenant_valid() */
+    p = ngx_sprintf(p, ",\"param\":null,\"tenant\":\"%V\",\"window\":\"%V\"",
+                    &ctx->tenant, &window);
+    p = ngx_http_cost_cap_json_usd(p, "limit", w->limit);
+    p = ngx_http_cost_cap_json_usd(p, "spent", wr->spent);
+    p = ngx_http_cost_cap_json_usd(p, "estimate", ctx->estimate.cost);
+
+    if (reset >= 0) {
+        p = ngx_sprintf(p, ",\"reset_in\":%L}}\n", reset);
+
+    } else {
+        p = ngx_cpymem(p, ",\"reset_in\":null}}\n", 19);
+    }
+
+    return ngx_http_cost_cap_send_json(r, NGX_HTTP_TOO_MANY_REQUESTS, body,
+                                       p - body);
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx)
+{
+    u_char                   *p;
+    int64_t                   remaining;
+    cc_window_reply_t        *wr;
+    ngx_http_cost_cap_win_t  *w;
+
+    p = ngx_pnalloc(r->pool, 3 * CC_DECIMAL_MAX_LEN + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Estimate", p,
+                          cc_decimal_format(ctx->estimate.cost, (char *) p))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->result == NGX_HTTP_COST_CAP_DRY_RUN_REJECTED
+        && ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Dry-Run",
+                                        (u_char *) "rejected", 8)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->bind < 0) {
+        return NGX_OK;
+    }
+
+    w = &ctx->win[ctx->bind];
+    wr = &ctx->reply.win[ctx->bind];
+
+    remaining = ngx_max(w->limit - wr->spent - ctx->estimate.cost, 0);
+
+    p += CC_DECIMAL_MAX_LEN;
+
+    if (ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Remaining", p,
+                                     cc_decimal_format(remaining, (char *) p))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p += CC_DECIMAL_MAX_LEN;
+
+    if (ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Limit", p,
+                                     cc_decimal_format(w->limit, (char *) p))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (wr->end == 0) {
+        return NGX_OK;
+    }
+
+    p += CC_DECIMAL_MAX_LEN;
+
+    return ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Reset", p,
+                      ngx_sprintf(p, "%L", wr->end - ctx->reply.now) - p);
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_set_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* a JSON string: quotes, backslashes and control bytes escaped */
+
+static u_char *
+ngx_http_cost_cap_json_str(u_char *p, ngx_str_t *s)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    *p++ = '"';
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c < 0x20 || c == 0x7f) {
+            p = ngx_cpymem(p, "\\u00", 4);
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_cost_cap_json_usd(u_char *p, const char *name, int64_t micro)
+{
+    p = ngx_sprintf(p, ",\"%s\":", name);
+    return p + cc_decimal_format(micro, (char *) p);
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * An error_page for the status wins over the JSON body: the phase handler
+ * then returns the status and NGINX redirects, as for its own errors.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_error_page(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->error_page || clcf->error_pages == NULL || r->uri_changes == 0) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if (err_page[i].status == (ngx_int_t) status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
