@@ -54,7 +54,7 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 	mv -f $@.tmp $@
 
 run: deps build
-	@exec perl conf/run.pl
+	@exec sh conf/run.sh
 
 test: deps build
 	$(MAKE) unit
