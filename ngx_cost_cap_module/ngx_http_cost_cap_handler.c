@@ -35,8 +35,6 @@ static void ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
     ngx_uint_t dry_run);
 static void ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
-static void ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
 static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx,
@@ -532,6 +530,9 @@ ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     ctx->estimated = 1;
+    ctx->conf = lcf;
+    ctx->gpu_price = m[i].rule.gpu_price >= 0 ? m[i].rule.gpu_price
+                                              : lcf->gpu_price;
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "cost_cap: tenant \"%V\" model \"%V\" estimate %L "
@@ -800,78 +801,6 @@ ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
                            "The spend cap service is unavailable; retry "
                            "shortly.", NULL);
     ctx->result = NGX_HTTP_COST_CAP_ERROR;
-}
-
-
-/*
- * A reservation whose request was already answered (timeout, client
- * abort) is given back at once: counters hold only what was admitted.
- */
-
-static void
-ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op, redisReply *reply)
-{
-    int                      argc;
-    u_char                   delta[NGX_INT64_LEN + 1];
-    u_char                   keys[CC_WIN_MAX][32];
-    u_char                   exp[CC_WIN_MAX][NGX_INT64_LEN];
-    size_t                   argvlen[5 + 2 * CC_WIN_MAX];
-    ngx_uint_t               i;
-    const char              *argv[5 + 2 * CC_WIN_MAX];
-    cc_reserve_reply_t       res;
-    ngx_http_cost_cap_op_t  *back;
-
-    if (reply == NULL
-        || cc_reserve_reply_parse(reply, op->nwin, &res) != 0
-        || !(res.admitted || op->dry)
-        || op->estimate == 0)
-    {
-        return;
-    }
-
-    back = ngx_http_cost_cap_redis_op();
-    if (back == NULL) {
-        goto failed;
-    }
-
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = (char *) ngx_http_cost_cap_sha_settle.data;
-    argvlen[1] = ngx_http_cost_cap_sha_settle.len;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) op->prefix;
-    argvlen[3] = op->prefix_len;
-    argv[4] = (char *) delta;
-    argvlen[4] = ngx_sprintf(delta, "-%L", op->estimate) - delta;
-    argc = 5;
-
-    for (i = 0; i < op->nwin; i++) {
-        argv[argc] = (char *) keys[i];
-        argvlen[argc] = ngx_sprintf(keys[i], "%s:%*s",
-                                    cc_window_name(op->win[i].window),
-                                    res.win[i].period_len, res.win[i].period)
-                        - keys[i];
-        argc++;
-
-        argv[argc] = (char *) exp[i];
-        argvlen[argc] = ngx_sprintf(exp[i], "%L",
-                                    res.win[i].end
-                                    ? res.win[i].end + 86400 : 0)
-                        - exp[i];
-        argc++;
-    }
-
-    if (ngx_http_cost_cap_redis_send(back, argc, argv, argvlen) == NGX_OK) {
-        return;
-    }
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "cost_cap: could not give back %L micro-USD reserved "
-                  "late on \"%*s\"", op->estimate, op->prefix_len,
-                  op->prefix);
 }
 
 

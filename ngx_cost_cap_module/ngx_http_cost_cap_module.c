@@ -974,6 +974,13 @@ ngx_http_cost_cap_init(ngx_conf_t *cf)
 
     *h = ngx_http_cost_cap_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_cost_cap_log_handler;
+
     return ngx_http_cost_cap_redis_init_scripts();
 }
 

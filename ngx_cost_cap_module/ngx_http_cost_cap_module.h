@@ -138,9 +138,11 @@ typedef struct {
     ngx_http_request_t         *request;
     ngx_http_cost_cap_op_t     *op;
 
+    ngx_http_cost_cap_loc_conf_t  *conf;        /* where it was priced */
     ngx_str_t                   tenant;
     ngx_str_t                   model;
     cc_estimate_t               estimate;
+    int64_t                     gpu_price;      /* micro-USD / GPU-hour */
 
     size_t                      nwin;
     ngx_http_cost_cap_win_t     win[CC_WIN_MAX];
@@ -150,6 +152,7 @@ typedef struct {
     unsigned                    reserved:1;
     unsigned                    estimated:1;
     unsigned                    acted:1;
+    unsigned                    settled:1;
 } ngx_http_cost_cap_ctx_t;
 
 
@@ -158,6 +161,11 @@ extern ngx_module_t  ngx_http_cost_cap_module;
 
 /* handler */
 ngx_int_t ngx_http_cost_cap_handler(ngx_http_request_t *r);
+
+/* settle */
+ngx_int_t ngx_http_cost_cap_log_handler(ngx_http_request_t *r);
+void ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
 ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
 
 /* reply */
