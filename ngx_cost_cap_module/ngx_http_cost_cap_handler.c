@@ -98,6 +98,8 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
 
     ctx->acted = 1;
 
+    ngx_http_cost_cap_count(results[ctx->result], 1);
+
     return ngx_http_cost_cap_answer(r, ctx, lcf);
 }
 
@@ -530,6 +532,7 @@ ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     ctx->estimated = 1;
+    ctx->rule = &m[i];
     ctx->conf = lcf;
     ctx->gpu_price = m[i].rule.gpu_price >= 0 ? m[i].rule.gpu_price
                                               : lcf->gpu_price;
@@ -729,9 +732,10 @@ ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
 static void
 ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t dry_run)
 {
-    int64_t             left, best, end, last;
-    ngx_uint_t          i;
-    cc_window_reply_t  *wr;
+    int64_t                             left, best, end, last;
+    ngx_uint_t                          i;
+    cc_window_reply_t                  *wr;
+    ngx_http_cost_cap_model_metrics_t  *mm;
 
     wr = ctx->reply.win;
     best = INT64_MAX;
@@ -759,15 +763,18 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t dry_run)
         }
     }
 
-    if (ctx->reply.admitted) {
-        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+    if (ctx->reply.admitted || dry_run) {
+        ctx->result = ctx->reply.admitted ? NGX_HTTP_COST_CAP_ADMITTED
+                                          : NGX_HTTP_COST_CAP_DRY_RUN_REJECTED;
         ctx->reserved = 1;
-        return;
-    }
 
-    if (dry_run) {
-        ctx->result = NGX_HTTP_COST_CAP_DRY_RUN_REJECTED;
-        ctx->reserved = 1;
+        mm = ngx_http_cost_cap_metrics_model(ctx->rule);
+        if (mm) {
+            (void) ngx_atomic_fetch_add(&mm->admitted, ctx->estimate.cost);
+            (void) ngx_atomic_fetch_add(&mm->estimated_gpu,
+                                        ctx->estimate.gpu_seconds);
+        }
+
         return;
     }
 

@@ -137,6 +137,13 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       offsetof(ngx_http_cost_cap_loc_conf_t, actual),
       NULL },
 
+    { ngx_string("cost_cap_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_cost_cap_metrics_set,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -353,6 +360,12 @@ ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf)
     cmcf->timeout = 100;
     cmcf->connect_timeout = 100;
     cmcf->max_inflight = 8192;
+
+    if (ngx_array_init(&cmcf->model_names, cf->pool, 8, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return cmcf;
 }
@@ -721,6 +734,12 @@ ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     m->pattern = value[1];
     m->rule.gpu_price = -1;
 
+    if (ngx_http_cost_cap_metrics_add_model(cf, &value[1], &m->metric)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (value[1].len > 1 && value[1].data[0] == '~') {
         ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
 
@@ -980,6 +999,10 @@ ngx_http_cost_cap_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_cost_cap_log_handler;
+
+    if (ngx_http_cost_cap_metrics_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_cost_cap_redis_init_scripts();
 }

@@ -58,8 +58,48 @@ typedef struct {
 typedef struct {
     ngx_str_t                   pattern;
     ngx_regex_t                *regex;          /* NULL: exact match */
+    ngx_uint_t                  metric;         /* its metrics slot */
     cc_rule_t                   rule;
 } ngx_http_cost_cap_model_t;
+
+
+#define NGX_HTTP_COST_CAP_RESULTS   7
+#define NGX_HTTP_COST_CAP_BUCKETS   10
+#define NGX_HTTP_COST_CAP_MODELS    128
+#define NGX_HTTP_COST_CAP_NAME_LEN  64
+
+
+/* counters of one cost_cap_model pattern, in millionths */
+typedef struct {
+    ngx_atomic_t                admitted;       /* micro-USD */
+    ngx_atomic_t                refunded;
+    ngx_atomic_t                adjusted;       /* signed */
+    ngx_atomic_t                estimated_gpu;  /* micro GPU-s */
+    ngx_atomic_t                calib_estimated;
+    ngx_atomic_t                calib_actual;
+    size_t                      len;
+    u_char                      name[NGX_HTTP_COST_CAP_NAME_LEN];
+} ngx_http_cost_cap_model_metrics_t;
+
+
+/* the shared memory zone */
+typedef struct {
+    ngx_atomic_t                results[NGX_HTTP_COST_CAP_RESULTS];
+    ngx_atomic_t                latency[NGX_HTTP_COST_CAP_BUCKETS + 1];
+    ngx_atomic_t                latency_us;
+    ngx_atomic_t                redis_errors;
+    ngx_atomic_t                reconnects;
+    ngx_atomic_t                settle_retries;
+    ngx_atomic_t                settle_drops;
+    ngx_uint_t                  nmodels;
+    ngx_http_cost_cap_model_metrics_t  models[NGX_HTTP_COST_CAP_MODELS];
+} ngx_http_cost_cap_metrics_t;
+
+
+#define ngx_http_cost_cap_count(field, n)                                     \
+    if (ngx_http_cost_cap_metrics) {                                          \
+        (void) ngx_atomic_fetch_add(&ngx_http_cost_cap_metrics->field, n);    \
+    }
 
 
 typedef struct {
@@ -70,6 +110,8 @@ typedef struct {
     ngx_msec_t                  timeout;
     ngx_msec_t                  connect_timeout;
     ngx_uint_t                  max_inflight;
+    ngx_array_t                 model_names;    /* ngx_str_t: metrics */
+    ngx_uint_t                 *model_slots;
 } ngx_http_cost_cap_main_conf_t;
 
 
@@ -108,20 +150,29 @@ typedef struct {
  */
 struct ngx_http_cost_cap_op_s {
     ngx_queue_t                      queue;
-    ngx_event_t                      timer;     /* request timeout */
-    ngx_http_cost_cap_op_handler_pt  handler;   /* reply, or NULL: error */
+    ngx_event_t                      timer;     /* reply timeout, or the
+                                                   retry deadline */
+    ngx_http_cost_cap_op_handler_pt  handler;   /* NULL: the client's own */
     void                            *data;      /* the request's ctx */
     char                            *cmd;       /* formatted, kept for a
-                                                   NOSCRIPT retry */
+                                                   NOSCRIPT or a retry */
     size_t                           cmd_len;
+    uint64_t                         end;       /* its last byte's offset
+                                                   in the connection */
+    uint64_t                         start;     /* microseconds */
+    ngx_msec_t                       deadline;  /* retried until then, if
+                                                   it did not reach Redis */
     unsigned                         retried:1;
+    unsigned                         retrying:1;
+    unsigned                         unsent:1;  /* surely not applied */
     unsigned                         done:1;    /* answered or timed out */
     unsigned                         dry:1;
 
-    /* what a late reply needs to give the reservation back */
+    /* the keys: to give a late reservation back, or to log a settlement */
     int64_t                          estimate;
     size_t                           nwin;
     ngx_http_cost_cap_win_t          win[CC_WIN_MAX];
+    cc_reserve_reply_t               res;
     size_t                           prefix_len;
     u_char                           prefix[CC_KEY_PREFIX_MAX_LEN];
 };
@@ -139,6 +190,7 @@ typedef struct {
     ngx_http_cost_cap_op_t     *op;
 
     ngx_http_cost_cap_loc_conf_t  *conf;        /* where it was priced */
+    ngx_http_cost_cap_model_t  *rule;
     ngx_str_t                   tenant;
     ngx_str_t                   model;
     cc_estimate_t               estimate;
@@ -178,6 +230,18 @@ ngx_int_t ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 ngx_int_t ngx_http_cost_cap_set_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
+
+/* metrics */
+extern ngx_http_cost_cap_metrics_t  *ngx_http_cost_cap_metrics;
+
+ngx_int_t ngx_http_cost_cap_metrics_add_model(ngx_conf_t *cf,
+    ngx_str_t *pattern, ngx_uint_t *index);
+ngx_int_t ngx_http_cost_cap_metrics_zone(ngx_conf_t *cf);
+ngx_http_cost_cap_model_metrics_t *ngx_http_cost_cap_metrics_model(
+    ngx_http_cost_cap_model_t *model);
+void ngx_http_cost_cap_metrics_latency(ngx_msec_int_t us);
+char *ngx_http_cost_cap_metrics_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* redis */
 extern ngx_str_t  ngx_http_cost_cap_sha_reserve;

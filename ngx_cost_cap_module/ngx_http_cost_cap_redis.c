@@ -16,6 +16,7 @@
 
 #define NGX_HTTP_COST_CAP_BACKOFF_MIN  50
 #define NGX_HTTP_COST_CAP_BACKOFF_MAX  500
+#define NGX_HTTP_COST_CAP_MAX_RETRY    4096
 
 
 typedef enum {
@@ -37,6 +38,11 @@ typedef struct {
 
     ngx_queue_t                      ops;       /* awaiting replies, FIFO */
     ngx_uint_t                       nops;
+    uint64_t                         appended;  /* bytes, this connection */
+    uint64_t                         written;
+
+    ngx_queue_t                      retry;     /* waiting for Redis */
+    ngx_uint_t                       nretry;
 
     ngx_event_t                      reconnect;
     ngx_msec_t                       backoff;
@@ -45,6 +51,7 @@ typedef struct {
     ngx_log_t                        log;
     ngx_uint_t                       log_level;
     unsigned                         slow:1;
+    unsigned                         connected:1;   /* tried before */
 
     ngx_http_cost_cap_main_conf_t   *conf;
 } ngx_http_cost_cap_redis_t;
@@ -71,6 +78,11 @@ static void ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
 static void ngx_http_cost_cap_redis_close(ngx_http_cost_cap_redis_t *rds);
 static void ngx_http_cost_cap_redis_reconnect(ngx_event_t *ev);
 static void ngx_http_cost_cap_redis_timeout(ngx_event_t *ev);
+static ngx_int_t ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
+    ngx_http_cost_cap_op_t *op);
+static void ngx_http_cost_cap_redis_resend(ngx_http_cost_cap_redis_t *rds);
+static void ngx_http_cost_cap_redis_lost(ngx_http_cost_cap_op_t *op);
+static uint64_t ngx_http_cost_cap_now_us(void);
 
 
 ngx_str_t  ngx_http_cost_cap_sha_reserve;
@@ -126,6 +138,7 @@ ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle)
     rds->log_level = cycle->log->log_level;
 
     ngx_queue_init(&rds->ops);
+    ngx_queue_init(&rds->retry);
 
     rds->reconnect.handler = ngx_http_cost_cap_redis_reconnect;
     rds->reconnect.data = rds;
@@ -160,6 +173,15 @@ ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle)
         ngx_queue_remove(q);
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
         ngx_http_cost_cap_redis_free_op(op);
+    }
+
+    /* what still waits for Redis is dropped, and its handler logs it */
+    while (!ngx_queue_empty(&rds->retry)) {
+        q = ngx_queue_head(&rds->retry);
+        ngx_queue_remove(q);
+        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+        op->unsent = 1;
+        ngx_http_cost_cap_redis_lost(op);
     }
 
     if (rds->reconnect.timer_set) {
@@ -225,13 +247,6 @@ ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op, int argc,
         goto failed;
     }
 
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN
-        && (rds->reconnect.timer_set
-            || ngx_http_cost_cap_redis_connect(rds) != NGX_OK))
-    {
-        goto failed;
-    }
-
     len = redisFormatCommandArgv(&op->cmd, argc, argv, argvlen);
     if (len < 0) {
         goto failed;
@@ -239,10 +254,23 @@ ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op, int argc,
 
     op->cmd_len = len;
 
+    if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN
+        && (rds->reconnect.timer_set
+            || ngx_http_cost_cap_redis_connect(rds) != NGX_OK))
+    {
+        if (op->deadline && ngx_http_cost_cap_redis_retry(rds, op) == NGX_OK)
+        {
+            return NGX_OK;
+        }
+
+        goto failed;
+    }
+
     if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
         goto failed;
     }
 
+    op->start = ngx_http_cost_cap_now_us();
     ngx_add_timer(&op->timer, rds->conf->timeout);
 
     return NGX_OK;
@@ -270,6 +298,12 @@ ngx_http_cost_cap_redis_connect(ngx_http_cost_cap_redis_t *rds)
     rds->peer.log = &rds->log;
     rds->peer.log_error = NGX_ERROR_ERR;
 
+    if (rds->connected) {
+        ngx_http_cost_cap_count(reconnects, 1);
+    }
+
+    rds->connected = 1;
+
     rc = ngx_event_connect_peer(&rds->peer);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
@@ -291,6 +325,8 @@ ngx_http_cost_cap_redis_connect(ngx_http_cost_cap_redis_t *rds)
 
     rds->out_pos = 0;
     rds->out_len = 0;
+    rds->appended = 0;
+    rds->written = 0;
 
     if (rc == NGX_AGAIN) {
         rds->state = NGX_HTTP_COST_CAP_REDIS_CONNECTING;
@@ -305,6 +341,8 @@ ngx_http_cost_cap_redis_connect(ngx_http_cost_cap_redis_t *rds)
     if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN) {
         return NGX_ERROR;
     }
+
+    ngx_http_cost_cap_redis_resend(rds);
 
     return NGX_OK;
 }
@@ -459,6 +497,8 @@ ngx_http_cost_cap_redis_append(ngx_http_cost_cap_redis_t *rds,
 
     ngx_memcpy(rds->out + rds->out_len, op->cmd, op->cmd_len);
     rds->out_len += op->cmd_len;
+    rds->appended += op->cmd_len;
+    op->end = rds->appended;
 
     ngx_queue_insert_tail(&rds->ops, &op->queue);
     rds->nops++;
@@ -519,6 +559,7 @@ ngx_http_cost_cap_redis_write_handler(ngx_event_t *wev)
         }
 
         rds->out_pos += n;
+        rds->written += n;
     }
 
     rds->out_pos = 0;
@@ -625,6 +666,10 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
 
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
 
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_cost_cap_count(redis_errors, 1);
+        }
+
         if (reply->type == REDIS_REPLY_ERROR && op->handler == NULL) {
             ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
                           "cost_cap: redis %s failed: %*s",
@@ -666,6 +711,8 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
         }
 
         if (op->handler) {
+            ngx_http_cost_cap_metrics_latency(ngx_http_cost_cap_now_us()
+                                              - op->start);
             op->handler(op, reply);
         }
 
@@ -697,6 +744,8 @@ ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
                   "cost_cap: redis %V: %s, retrying",
                   &rds->conf->addr->name, reason);
 
+    ngx_http_cost_cap_count(redis_errors, 1);
+
     /* once per reconnect cycle: quiet until a reply succeeds */
     rds->log.log_level = ngx_min(rds->log_level, NGX_LOG_CRIT);
 
@@ -709,15 +758,18 @@ ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
 
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
 
-        if (op->timer.timer_set) {
-            ngx_del_timer(&op->timer);
+        /* a command cut short never ran: it may be sent again */
+        if (op->end > rds->written) {
+            op->unsent = 1;
+
+            if (op->deadline
+                && ngx_http_cost_cap_redis_retry(rds, op) == NGX_OK)
+            {
+                continue;
+            }
         }
 
-        if (op->handler) {
-            op->handler(op, NULL);
-        }
-
-        ngx_http_cost_cap_redis_free_op(op);
+        ngx_http_cost_cap_redis_lost(op);
     }
 
     rds->backoff = rds->backoff
@@ -771,6 +823,17 @@ ngx_http_cost_cap_redis_timeout(ngx_event_t *ev)
     op = ev->data;
     rds = ngx_http_cost_cap_redis;
 
+    if (op->retrying) {
+        /* the deadline passed while Redis was away */
+        ngx_queue_remove(&op->queue);
+        rds->nretry--;
+        op->unsent = 1;
+        ngx_http_cost_cap_redis_lost(op);
+        return;
+    }
+
+    ngx_http_cost_cap_count(redis_errors, 1);
+
     if (rds && !rds->slow) {
         rds->slow = 1;
         ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
@@ -780,4 +843,95 @@ ngx_http_cost_cap_redis_timeout(ngx_event_t *ev)
 
     /* the operation stays queued: its reply, if any, is still to come */
     op->handler(op, NULL);
+}
+
+
+/* keeps an operation that never reached Redis for the next connection */
+
+static ngx_int_t
+ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
+    ngx_http_cost_cap_op_t *op)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
+
+    if (rds->nretry >= NGX_HTTP_COST_CAP_MAX_RETRY || left <= 0) {
+        return NGX_DECLINED;
+    }
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    /* a worker that shuts down does not wait for Redis to come back */
+    op->timer.cancelable = 1;
+    ngx_add_timer(&op->timer, left);
+
+    op->retrying = 1;
+    ngx_queue_insert_tail(&rds->retry, &op->queue);
+    rds->nretry++;
+
+    ngx_http_cost_cap_count(settle_retries, 1);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cost_cap_redis_resend(ngx_http_cost_cap_redis_t *rds)
+{
+    ngx_queue_t             *q;
+    ngx_http_cost_cap_op_t  *op;
+
+    while (!ngx_queue_empty(&rds->retry)) {
+        q = ngx_queue_head(&rds->retry);
+        ngx_queue_remove(q);
+        rds->nretry--;
+
+        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+        op->retrying = 0;
+        op->timer.cancelable = 0;
+
+        if (op->timer.timer_set) {
+            ngx_del_timer(&op->timer);
+        }
+
+        if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
+            op->unsent = 1;
+            ngx_http_cost_cap_redis_lost(op);
+            continue;
+        }
+
+        op->start = ngx_http_cost_cap_now_us();
+        ngx_add_timer(&op->timer, rds->conf->timeout);
+    }
+}
+
+
+/* an operation that gets no reply: its handler learns it, then it goes */
+
+static void
+ngx_http_cost_cap_redis_lost(ngx_http_cost_cap_op_t *op)
+{
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    if (op->handler) {
+        op->handler(op, NULL);
+    }
+
+    ngx_http_cost_cap_redis_free_op(op);
+}
+
+
+static uint64_t
+ngx_http_cost_cap_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

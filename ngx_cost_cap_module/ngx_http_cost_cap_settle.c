@@ -17,6 +17,12 @@ static void ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix,
     cc_reserve_reply_t *res, int64_t delta);
 static void ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
+static void ngx_http_cost_cap_settle_log(ngx_log_t *log,
+    ngx_http_cost_cap_op_t *op, const char *what);
+
+
+/* how long a settlement waits for an unreachable Redis */
+#define NGX_HTTP_COST_CAP_SETTLE_DEADLINE  30000
 
 
 ngx_int_t
@@ -59,20 +65,28 @@ static ngx_int_t
 ngx_http_cost_cap_delta(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     int64_t *delta)
 {
-    int64_t                        gpu;
-    ngx_str_t                      v;
-    ngx_uint_t                     i, status, *s;
-    unsigned __int128              cost;
-    ngx_http_cost_cap_loc_conf_t  *lcf;
+    int64_t                             gpu;
+    ngx_str_t                           v;
+    ngx_uint_t                          i, status, *s;
+    unsigned __int128                   cost;
+    ngx_http_cost_cap_loc_conf_t       *lcf;
+    ngx_http_cost_cap_model_metrics_t  *mm;
 
     lcf = ctx->conf;
     status = r->headers_out.status;
+    mm = ngx_http_cost_cap_metrics_model(ctx->rule);
 
     s = lcf->refund_status->elts;
 
     for (i = 0; i < lcf->refund_status->nelts; i++) {
         if (s[i] == status) {
             *delta = -ctx->estimate.cost;
+
+            if (mm) {
+                (void) ngx_atomic_fetch_add(&mm->refunded,
+                                            ctx->estimate.cost);
+            }
+
             return NGX_OK;
         }
     }
@@ -108,6 +122,13 @@ ngx_http_cost_cap_delta(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     *delta = (int64_t) cost - ctx->estimate.cost;
+
+    if (mm) {
+        (void) ngx_atomic_fetch_add(&mm->adjusted, *delta);
+        (void) ngx_atomic_fetch_add(&mm->calib_estimated,
+                                    ctx->estimate.gpu_seconds);
+        (void) ngx_atomic_fetch_add(&mm->calib_actual, gpu);
+    }
 
     return NGX_OK;
 }
@@ -149,7 +170,7 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
     size_t                   argvlen[5 + 2 * CC_WIN_MAX];
     ngx_uint_t               i;
     const char              *argv[5 + 2 * CC_WIN_MAX];
-    ngx_http_cost_cap_op_t  *op;
+    ngx_http_cost_cap_op_t  *op, copy;
 
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
@@ -182,23 +203,29 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
 
     op = ngx_http_cost_cap_redis_op();
     if (op == NULL) {
-        goto failed;
-    }
-
-    op->handler = ngx_http_cost_cap_settled;
-    op->estimate = delta;
-    op->prefix_len = prefix_len;
-    ngx_memcpy(op->prefix, prefix, prefix_len);
-
-    if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) == NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "cost_cap: settlement of %L micro-USD on \"%*s\" "
+                      "dropped: out of memory", delta, prefix_len, prefix);
+        ngx_http_cost_cap_count(settle_drops, 1);
         return;
     }
 
-failed:
+    op->handler = ngx_http_cost_cap_settled;
+    op->deadline = ngx_current_msec + NGX_HTTP_COST_CAP_SETTLE_DEADLINE;
+    op->estimate = delta;
+    op->nwin = nwin;
+    ngx_memcpy(op->win, win, nwin * sizeof(ngx_http_cost_cap_win_t));
+    op->res = *res;
+    op->prefix_len = prefix_len;
+    ngx_memcpy(op->prefix, prefix, prefix_len);
 
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "cost_cap: settlement of %L micro-USD on \"%*s\" dropped: "
-                  "redis unavailable", delta, prefix_len, prefix);
+    /* the op is freed on failure: log from a copy */
+    ngx_memcpy(&copy, op, sizeof(ngx_http_cost_cap_op_t));
+
+    if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) != NGX_OK) {
+        ngx_http_cost_cap_settle_log(log, &copy, "dropped: redis unavailable");
+        ngx_http_cost_cap_count(settle_drops, 1);
+    }
 }
 
 
@@ -215,8 +242,33 @@ ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op, redisReply *reply)
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "cost_cap: settlement of %L micro-USD on \"%*s\" %s",
-                  op->estimate, op->prefix_len, op->prefix,
-                  reply ? "failed" : "may not have been applied");
+    if (op->unsent) {
+        ngx_http_cost_cap_count(settle_drops, 1);
+    }
+
+    ngx_http_cost_cap_settle_log(ngx_cycle->log, op,
+                                 reply ? "failed"
+                                 : op->unsent ? "dropped: redis unavailable"
+                                 : "unconfirmed: redis did not answer");
+}
+
+
+static void
+ngx_http_cost_cap_settle_log(ngx_log_t *log, ngx_http_cost_cap_op_t *op,
+    const char *what)
+{
+    u_char      keys[CC_WIN_MAX * (CC_KEY_PREFIX_MAX_LEN + 32)], *p;
+    ngx_uint_t  i;
+
+    p = keys;
+
+    for (i = 0; i < op->nwin; i++) {
+        p = ngx_sprintf(p, " %*s%s:%*s", op->prefix_len, op->prefix,
+                        cc_window_name(op->win[i].window),
+                        op->res.win[i].period_len, op->res.win[i].period);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "cost_cap: settlement of %L micro-USD on%*s %s",
+                  op->estimate, p - keys, keys, what);
 }

@@ -1,0 +1,406 @@
+
+/*
+ * ngx_cost_cap_module: counters of the whole NGINX (every worker) in a
+ * shared memory zone that survives reloads, and the cost_cap_metrics
+ * location answering them in the Prometheus text format.
+ */
+
+
+#include "ngx_http_cost_cap_module.h"
+
+
+#define NGX_HTTP_COST_CAP_SHM_SIZE  (256 * 1024)
+
+
+static ngx_int_t ngx_http_cost_cap_metrics_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r);
+static u_char *ngx_http_cost_cap_metrics_models(u_char *p, const char *name,
+    const char *help, size_t field);
+static u_char *ngx_http_cost_cap_metrics_label(u_char *p,
+    ngx_http_cost_cap_model_metrics_t *m);
+static u_char *ngx_http_cost_cap_metrics_micro(u_char *p, ngx_atomic_t *v);
+
+
+ngx_http_cost_cap_metrics_t  *ngx_http_cost_cap_metrics;
+
+/* bucket bounds of the Redis latency histogram, in microseconds */
+static ngx_uint_t  ngx_http_cost_cap_buckets[NGX_HTTP_COST_CAP_BUCKETS] = {
+    250, 500, 1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000
+};
+
+static const char  *ngx_http_cost_cap_metric_results[] = {
+    "off", "admitted", "rejected", "invalid", "error", "error_open",
+    "dry_run_rejected"
+};
+
+
+/* one metrics slot per cost_cap_model pattern, shared by all locations */
+
+ngx_int_t
+ngx_http_cost_cap_metrics_add_model(ngx_conf_t *cf, ngx_str_t *pattern,
+    ngx_uint_t *index)
+{
+    ngx_str_t                      *name;
+    ngx_uint_t                      i;
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
+
+    name = cmcf->model_names.elts;
+
+    for (i = 0; i < cmcf->model_names.nelts; i++) {
+        if (name[i].len == pattern->len
+            && ngx_strncmp(name[i].data, pattern->data, pattern->len) == 0)
+        {
+            *index = i;
+            return NGX_OK;
+        }
+    }
+
+    name = ngx_array_push(&cmcf->model_names);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    *name = *pattern;
+    *index = i;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_metrics_zone(ngx_conf_t *cf)
+{
+    ngx_str_t                       name = ngx_string("cost_cap_metrics");
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
+
+    shm_zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_COST_CAP_SHM_SIZE,
+                                     &ngx_http_cost_cap_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_cost_cap_metrics_init_zone;
+    shm_zone->data = cmcf;
+
+    cmcf->model_slots = ngx_pcalloc(cf->pool, (cmcf->model_names.nelts + 1)
+                                              * sizeof(ngx_uint_t));
+    if (cmcf->model_slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_str_t                          *name;
+    ngx_uint_t                          i, j;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_cost_cap_metrics_t        *mt;
+    ngx_http_cost_cap_main_conf_t      *cmcf;
+    ngx_http_cost_cap_model_metrics_t  *m;
+
+    cmcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        mt = data;
+
+    } else {
+        mt = ngx_slab_calloc(shpool, sizeof(ngx_http_cost_cap_metrics_t));
+        if (mt == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    shm_zone->data = mt;
+    ngx_http_cost_cap_metrics = mt;
+
+    /* only the master writes names, at configuration time */
+    name = cmcf->model_names.elts;
+
+    for (i = 0; i < cmcf->model_names.nelts; i++) {
+        m = mt->models;
+
+        for (j = 0; j < mt->nmodels; j++) {
+            if (m[j].len == ngx_min(name[i].len, NGX_HTTP_COST_CAP_NAME_LEN)
+                && ngx_strncmp(m[j].name, name[i].data, m[j].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == mt->nmodels) {
+            if (j == NGX_HTTP_COST_CAP_MODELS) {
+                /* the last slot collects what does not fit */
+                j = NGX_HTTP_COST_CAP_MODELS - 1;
+
+            } else {
+                m[j].len = ngx_min(name[i].len, NGX_HTTP_COST_CAP_NAME_LEN);
+                ngx_memcpy(m[j].name, name[i].data, m[j].len);
+                mt->nmodels++;
+            }
+        }
+
+        cmcf->model_slots[i] = j;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_cost_cap_model_metrics_t *
+ngx_http_cost_cap_metrics_model(ngx_http_cost_cap_model_t *model)
+{
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    if (ngx_http_cost_cap_metrics == NULL || model == NULL) {
+        return NULL;
+    }
+
+    cmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_cost_cap_module);
+
+    return &ngx_http_cost_cap_metrics->models[cmcf->model_slots[model->metric]];
+}
+
+
+void
+ngx_http_cost_cap_metrics_latency(ngx_msec_int_t us)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_metrics_t  *mt;
+
+    mt = ngx_http_cost_cap_metrics;
+    if (mt == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_COST_CAP_BUCKETS; i++) {
+        if ((ngx_uint_t) us <= ngx_http_cost_cap_buckets[i]) {
+            break;
+        }
+    }
+
+    /* buckets are stored non-cumulative; the handler adds them up */
+    (void) ngx_atomic_fetch_add(&mt->latency[i], 1);
+    (void) ngx_atomic_fetch_add(&mt->latency_us, us);
+}
+
+
+char *
+ngx_http_cost_cap_metrics_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_cost_cap_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
+{
+    u_char                       *p, *body;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b;
+    ngx_uint_t                    i, total;
+    ngx_chain_t                   out;
+    ngx_http_cost_cap_metrics_t  *mt;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    mt = ngx_http_cost_cap_metrics;
+    if (mt == NULL) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    len = 8192 + mt->nmodels * 6 * (NGX_HTTP_COST_CAP_NAME_LEN * 2 + 128);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "# HELP cost_cap_requests_total Requests decided "
+                   "by the cost cap, by result.\n"
+                   "# TYPE cost_cap_requests_total counter\n",
+                   sizeof("# HELP cost_cap_requests_total Requests decided "
+                          "by the cost cap, by result.\n"
+                          "# TYPE cost_cap_requests_total counter\n") - 1);
+
+    for (i = 1; i < NGX_HTTP_COST_CAP_RESULTS; i++) {
+        p = ngx_sprintf(p, "cost_cap_requests_total{result=\"%s\"} %uA\n",
+                        ngx_http_cost_cap_metric_results[i], mt->results[i]);
+    }
+
+    p = ngx_http_cost_cap_metrics_models(p, "admitted_usd_total",
+            "Spend reserved by admitted requests, USD.",
+            offsetof(ngx_http_cost_cap_model_metrics_t, admitted));
+    p = ngx_http_cost_cap_metrics_models(p, "refunded_usd_total",
+            "Reservations given back on a refund status, USD.",
+            offsetof(ngx_http_cost_cap_model_metrics_t, refunded));
+    p = ngx_http_cost_cap_metrics_models(p, "adjusted_usd_total",
+            "Actual cost minus estimate, for requests with actual cost, USD.",
+            offsetof(ngx_http_cost_cap_model_metrics_t, adjusted));
+    p = ngx_http_cost_cap_metrics_models(p, "estimated_gpu_seconds_total",
+            "Estimated GPU-seconds of admitted requests.",
+            offsetof(ngx_http_cost_cap_model_metrics_t, estimated_gpu));
+    p = ngx_http_cost_cap_metrics_models(p,
+            "calibration_estimated_gpu_seconds_total",
+            "Estimated GPU-seconds of requests that reported actual ones.",
+            offsetof(ngx_http_cost_cap_model_metrics_t, calib_estimated));
+    p = ngx_http_cost_cap_metrics_models(p,
+            "calibration_actual_gpu_seconds_total",
+            "Actual GPU-seconds reported (cost_cap_actual).",
+            offsetof(ngx_http_cost_cap_model_metrics_t, calib_actual));
+
+    p = ngx_sprintf(p, "# HELP cost_cap_redis_latency_seconds Round trip "
+                    "of a Redis script call.\n"
+                    "# TYPE cost_cap_redis_latency_seconds histogram\n");
+
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_COST_CAP_BUCKETS; i++) {
+        total += mt->latency[i];
+        p = ngx_sprintf(p, "cost_cap_redis_latency_seconds_bucket"
+                        "{le=\"%ui.%06ui\"} %ui\n",
+                        ngx_http_cost_cap_buckets[i] / 1000000,
+                        ngx_http_cost_cap_buckets[i] % 1000000, total);
+    }
+
+    total += mt->latency[NGX_HTTP_COST_CAP_BUCKETS];
+
+    p = ngx_sprintf(p, "cost_cap_redis_latency_seconds_bucket{le=\"+Inf\"} "
+                    "%ui\ncost_cap_redis_latency_seconds_sum ", total);
+    p = ngx_http_cost_cap_metrics_micro(p, &mt->latency_us);
+    p = ngx_sprintf(p, "\ncost_cap_redis_latency_seconds_count %ui\n", total);
+
+    p = ngx_sprintf(p,
+        "# HELP cost_cap_redis_errors_total Redis failures: connections "
+        "lost or refused, timeouts, error replies.\n"
+        "# TYPE cost_cap_redis_errors_total counter\n"
+        "cost_cap_redis_errors_total %uA\n"
+        "# HELP cost_cap_redis_reconnects_total Connections opened after "
+        "the first.\n"
+        "# TYPE cost_cap_redis_reconnects_total counter\n"
+        "cost_cap_redis_reconnects_total %uA\n"
+        "# HELP cost_cap_settlement_retries_total Settlements queued for "
+        "a retry while Redis was unreachable.\n"
+        "# TYPE cost_cap_settlement_retries_total counter\n"
+        "cost_cap_settlement_retries_total %uA\n"
+        "# HELP cost_cap_settlement_drops_total Settlements given up "
+        "(logged with tenant, keys and amount).\n"
+        "# TYPE cost_cap_settlement_drops_total counter\n"
+        "cost_cap_settlement_drops_total %uA\n",
+        mt->redis_errors, mt->reconnects, mt->settle_retries,
+        mt->settle_drops);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = p - body;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = p;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static u_char *
+ngx_http_cost_cap_metrics_models(u_char *p, const char *name,
+    const char *help, size_t field)
+{
+    ngx_uint_t                          i;
+    ngx_http_cost_cap_metrics_t        *mt;
+    ngx_http_cost_cap_model_metrics_t  *m;
+
+    mt = ngx_http_cost_cap_metrics;
+
+    p = ngx_sprintf(p, "# HELP cost_cap_%s %s\n# TYPE cost_cap_%s counter\n",
+                    name, help, name);
+
+    for (i = 0; i < mt->nmodels; i++) {
+        m = &mt->models[i];
+
+        p = ngx_sprintf(p, "cost_cap_%s", name);
+        p = ngx_http_cost_cap_metrics_label(p, m);
+        *p++ = ' ';
+        p = ngx_http_cost_cap_metrics_micro(p,
+                                      (ngx_atomic_t *) ((u_char *) m + field));
+        *p++ = LF;
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_cost_cap_metrics_label(u_char *p,
+    ngx_http_cost_cap_model_metrics_t *m)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    p = ngx_cpymem(p, "{model=\"", 8);
+
+    for (i = 0; i < m->len; i++) {
+        c = m->name[i];
+
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+
+        } else if (c == LF) {
+            *p++ = '\\';
+            c = 'n';
+        }
+
+        *p++ = c;
+    }
+
+    return ngx_cpymem(p, "\"}", 2);
+}
+
+
+static u_char *
+ngx_http_cost_cap_metrics_micro(u_char *p, ngx_atomic_t *v)
+{
+    return p + cc_decimal_format((int64_t) *v, (char *) p);
+}
