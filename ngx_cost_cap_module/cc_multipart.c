@@ -1,10 +1,14 @@
 /*
  * multipart/form-data (RFC 7578, RFC 2046 section 5.1).  Every search is
  * a memmem() that starts where the previous one ended, so the scan is
- * linear in the body whatever its parts look like.  Where a backend could
- * read the body differently (a delimiter not followed by CRLF or "--", a
- * duplicate name parameter, an escaped name, an encoded field value) the
- * body is refused rather than priced on a guess.
+ * linear in the body whatever its parts look like.
+ *
+ * Backends parse leniently (Werkzeug takes LF or CR alone as line ends,
+ * some take the blank line after the headers as the CRLF of a delimiter,
+ * RFC 2231 "name*=").  A field hidden from this parser but seen by the
+ * backend would be priced on a default, so wherever two readings are
+ * possible the body is refused instead: "--BOUNDARY" anywhere but on a
+ * well-formed delimiter line, CR or LF alone in a header, two names.
  */
 
 /* memmem() */
@@ -25,7 +29,7 @@
 typedef struct {
     const char         *body;
     size_t              len;
-    char                delim[4 + CC_MULTIPART_BOUNDARY_MAX];
+    char                dash[2 + CC_MULTIPART_BOUNDARY_MAX];
     size_t              dlen;
     const cc_path_t    *names;
     cc_val_t           *vals;
@@ -47,6 +51,7 @@ typedef struct {
     unsigned            has_cd:1;
     unsigned            has_name:1;
     unsigned            escaped:1;
+    unsigned            ext_name:1;
     unsigned            file:1;
     unsigned            encoded:1;
 } cc_mp_part_t;
@@ -55,6 +60,8 @@ typedef struct {
 static int cc_mp_param(const char **pp, const char *end, cc_mp_param_t *prm);
 static const char *cc_mp_ows(const char *p, const char *end);
 static int cc_mp_eq(const char *s, size_t len, const char *lit);
+static int cc_mp_prefix(const char *s, size_t len, const char *lit);
+static int cc_mp_after_crlf(const char *p, const char *start);
 static int cc_mp_boundary_valid(const char *b, size_t len);
 static int cc_mp_part(cc_mp_ctx_t *ctx, size_t pos, size_t *next);
 static int cc_mp_headers(const char *p, const char *end, cc_mp_part_t *part);
@@ -133,24 +140,18 @@ cc_multipart_extract(const char *body, size_t len, const char *boundary,
     ctx.len = len;
     ctx.names = names;
     ctx.vals = vals;
-    ctx.dlen = 4 + blen;
-    memcpy(ctx.delim, "\r\n--", 4);
-    memcpy(ctx.delim + 4, boundary, blen);
+    ctx.dlen = 2 + blen;
+    memcpy(ctx.dash, "--", 2);
+    memcpy(ctx.dash + 2, boundary, blen);
 
     /* the first delimiter may open the body, without its CRLF */
-    if (len >= ctx.dlen - 2 && memcmp(body, ctx.delim + 2, ctx.dlen - 2) == 0)
-    {
-        pos = ctx.dlen - 2;
+    q = memmem(body, len, ctx.dash, ctx.dlen);
 
-    } else {
-        q = memmem(body, len, ctx.delim, ctx.dlen);
-
-        if (q == NULL) {
-            return -1;
-        }
-
-        pos = (size_t) (q - body) + ctx.dlen;
+    if (q == NULL || (q != body && !cc_mp_after_crlf(q, body))) {
+        return -1;
     }
+
+    pos = (size_t) (q - body) + ctx.dlen;
 
     for ( ;; ) {
         if (len - pos >= 2 && body[pos] == '-' && body[pos + 1] == '-') {
@@ -275,6 +276,22 @@ cc_mp_eq(const char *s, size_t len, const char *lit)
 }
 
 
+static int
+cc_mp_prefix(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) <= len && strncasecmp(s, lit, strlen(lit)) == 0;
+}
+
+
+/* p is preceded by CRLF that lies at or after start */
+
+static int
+cc_mp_after_crlf(const char *p, const char *start)
+{
+    return p - start >= 2 && p[-2] == '\r' && p[-1] == '\n';
+}
+
+
 /* RFC 2046 bchars, loosely: printable ASCII, no quote, no backslash */
 
 static int
@@ -305,7 +322,7 @@ static int
 cc_mp_part(cc_mp_ctx_t *ctx, size_t pos, size_t *next)
 {
     size_t         vpos;
-    const char    *h, *e, *q;
+    const char    *h, *e, *v, *q;
     cc_mp_part_t   part;
 
     h = ctx->body + pos;
@@ -316,8 +333,8 @@ cc_mp_part(cc_mp_ctx_t *ctx, size_t pos, size_t *next)
         return -1;
     }
 
-    /* a delimiter inside the header block: that block never ended */
-    if (memmem(h, (size_t) (e + 2 - h), ctx->delim, ctx->dlen) != NULL) {
+    /* "--BOUNDARY" in the headers: a part that some parser ends there */
+    if (memmem(h, (size_t) (e + 4 - h), ctx->dash, ctx->dlen) != NULL) {
         return -1;
     }
 
@@ -327,10 +344,12 @@ cc_mp_part(cc_mp_ctx_t *ctx, size_t pos, size_t *next)
         return -1;
     }
 
-    vpos = (size_t) (e + 4 - ctx->body);
-    q = memmem(e + 4, ctx->len - vpos, ctx->delim, ctx->dlen);
+    /* the value ends at the CRLF of the next "--BOUNDARY", not before it */
+    v = e + 4;
+    vpos = (size_t) (v - ctx->body);
+    q = memmem(v, ctx->len - vpos, ctx->dash, ctx->dlen);
 
-    if (q == NULL) {
+    if (q == NULL || !cc_mp_after_crlf(q, v)) {
         return -1;
     }
 
@@ -340,7 +359,7 @@ cc_mp_part(cc_mp_ctx_t *ctx, size_t pos, size_t *next)
         return 0;
     }
 
-    return cc_mp_field(ctx, &part, e + 4, (size_t) (q - (e + 4)));
+    return cc_mp_field(ctx, &part, v, (size_t) (q - 2 - v));
 }
 
 
@@ -357,6 +376,13 @@ cc_mp_headers(const char *p, const char *end, cc_mp_part_t *part)
 
         /* no obsolete line folding, no line without a name */
         if (colon == NULL || colon == p || *p == ' ' || *p == '\t') {
+            return -1;
+        }
+
+        /* a CR or LF alone ends a header line for some parsers */
+        if (memchr(p, '\r', (size_t) (eol - p)) != NULL
+            || memchr(p, '\n', (size_t) (eol - p)) != NULL)
+        {
             return -1;
         }
 
@@ -427,10 +453,13 @@ cc_mp_disposition(const char *p, const char *end, cc_mp_part_t *part)
     }
 
     while ((rc = cc_mp_param(&t, end, &prm)) == 1) {
-        if (cc_mp_eq(prm.name, prm.name_len, "filename")
-            || cc_mp_eq(prm.name, prm.name_len, "filename*"))
-        {
+        if (cc_mp_prefix(prm.name, prm.name_len, "filename")) {
+            /* filename, filename*, RFC 2231 filename*0* ... */
             part->file = 1;
+
+        } else if (cc_mp_prefix(prm.name, prm.name_len, "name*")) {
+            /* RFC 2231 names: a backend may decode one, this parser won't */
+            part->ext_name = 1;
 
         } else if (cc_mp_eq(prm.name, prm.name_len, "name")) {
             if (part->has_name) {
@@ -444,7 +473,7 @@ cc_mp_disposition(const char *p, const char *end, cc_mp_part_t *part)
         }
     }
 
-    if (rc == -1 || (!part->has_name && !part->file)) {
+    if (rc == -1 || (!part->file && (!part->has_name || part->ext_name))) {
         return -1;
     }
 

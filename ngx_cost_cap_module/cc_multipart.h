@@ -18,8 +18,9 @@
 /*
  * Finds the boundary parameter of a Content-Type value
  * ("multipart/form-data; boundary=xyz", quoted or not).  Returns 0 with
- * *b / *blen pointing into ctype, or -1 when it is absent, empty or longer
- * than CC_MULTIPART_BOUNDARY_MAX.
+ * *b / *blen pointing into ctype, or -1 when it is absent, empty, longer
+ * than CC_MULTIPART_BOUNDARY_MAX, given twice, escaped, or not printable
+ * ASCII.  The media type itself is not checked.
  */
 int cc_multipart_boundary(const char *ctype, size_t len, const char **b,
     size_t *blen);
@@ -29,8 +30,13 @@ int cc_multipart_boundary(const char *ctype, size_t len, const char **b,
  * matches; dotted paths are plain names here) and sets vals[f] to
  * CC_VAL_STRING pointing into body, or CC_VAL_ABSENT.  The first of
  * duplicate fields wins.  Returns 0, or -1 when the body is malformed: no
- * opening or closing delimiter, a part without Content-Disposition
- * form-data, a header block without its end.
+ * opening or closing delimiter, a delimiter not followed by "--" or
+ * optional blanks and CRLF, bare LF line ends, a part without
+ * Content-Disposition form-data or without a name (unless a file), a
+ * header block without its end, a header line without a name, and, where
+ * a backend could read the field differently: two Content-Dispositions or
+ * name parameters, a backslash-escaped name matching a field, a
+ * Content-Transfer-Encoding other than 7bit/8bit/binary on a field.
  */
 int cc_multipart_extract(const char *body, size_t len, const char *boundary,
     size_t blen, const cc_path_t names[CC_FIELD_MAX],

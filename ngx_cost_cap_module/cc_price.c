@@ -115,7 +115,7 @@ cc_val_number(const cc_val_t *v, int64_t *micro)
     }
 
     /* the one place a double becomes money: correctly rounded by libc */
-    n = snprintf(buf, sizeof(buf), "%.6f", v->num < 0 ? -v->num : v->num);
+    n = snprintf(buf, sizeof(buf), "%.6f", fabs(v->num));
 
     if (n < 8 || (size_t) n >= sizeof(buf)) {
         return -1;
@@ -234,11 +234,11 @@ cc_estimate(const cc_rule_t *rule, const cc_dims_t *dims, int64_t gpu_price,
     }
 
     t.sn = 1;
-    t.sd = 1;
+    t.sd = CC_MICRO;
 
-    /* steps / (ref_steps / 10^6) */
+    /* steps / (ref_steps / 10^6): sn * 10^6 / sd */
     if (dims->steps > 0 && rule->ref_steps > 0) {
-        t.sn = (uint64_t) dims->steps * CC_MICRO;
+        t.sn = (uint64_t) dims->steps;
         t.sd = (uint64_t) rule->ref_steps;
     }
 
@@ -428,9 +428,10 @@ cc_est_frames(const cc_rule_t *rule, const cc_dims_t *dims, cc_terms_t *t,
 /*
  * In micro GPU-s, one output is
  *
- *   base + per_mpx * (w * h / 10^6) * (fn * fn2 / fd) * (sn / sd),
+ *   base + per_mpx * (w * h / 10^6) * (fn * fn2 / fd) * (sn * 10^6 / sd)
  *
- * so with D = 10^6 * fd * sd the whole request is n * G / D micro GPU-s,
+ * (sn / sd = 1 / 10^6 when no steps factor applies), so with
+ * D = fd * sd the whole request is n * G / D micro GPU-s,
  *
  *   G = base * D + per_mpx * w * h * fn * fn2 * sn,
  *
@@ -443,7 +444,7 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
 {
     cc_big_t  g, v, d;
 
-    cc_big_set(&d, CC_MICRO);
+    cc_big_set(&d, 1);
     cc_big_set(&v, (uint64_t) rule->per_mpx_frame);
 
     if (cc_big_mul(&d, t->fd) != 0

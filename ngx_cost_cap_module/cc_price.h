@@ -95,7 +95,9 @@ int cc_field_parse(const char *s, size_t len);
 /*
  * Converts a number value (JSON number or numeric string, SPEC section 4
  * "Numbers") to millionths.  Returns 0, or -1 when it is not a number,
- * not finite, or does not fit.
+ * not finite, or does not fit.  A JSON number is rounded to the nearest
+ * millionth and may come back negative (the caller names the field); a
+ * string follows cc_decimal_parse().
  */
 int cc_val_number(const cc_val_t *v, int64_t *micro);
 
@@ -103,20 +105,27 @@ int cc_val_number(const cc_val_t *v, int64_t *micro);
  * Turns raw values (indexed by cc_field_e) into dimensions: model must be a
  * string; size "WxH" wins over width+height (one of them alone is an
  * error naming the missing one); numbers positive, whole where SPEC says.
- * Returns 0, or -1 with *bad set to the field at fault.
+ * Returns 0, or -1 with *bad set to the field at fault.  Invalid seconds
+ * or frames do not fail here, since image models ignore them: they set
+ * bad_seconds / bad_frames, which cc_estimate() reports for video models.
  */
 int cc_dims_from_vals(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
     cc_field_e *bad);
 
-/* parses "WxH" (whole positive numbers); returns 0 or -1 */
+/*
+ * parses "WxH" (whole positive decimal numbers, a lowercase 'x', nothing
+ * else; each at most INT64_MAX / 10^6); returns 0 or -1
+ */
 int cc_size_parse(const char *s, size_t len, int64_t *w, int64_t *h);
 
 /*
  * Applies rule defaults and limits to dims and computes the estimate with
  * gpu_price (micro-USD per GPU-hour) unless the rule overrides it.
  * Returns 0, or -1 with *bad set to the field at fault (a missing size or
- * seconds without default, a limit crossed), or to CC_FIELD_NONE when the
- * result does not fit int64 (the error's param is then null).
+ * seconds without default, a limit crossed, invalid seconds or frames for
+ * a video model), or to CC_FIELD_NONE when the result does not fit int64
+ * (the error's param is then null).  Defaults are not checked against
+ * max_pixels; dims->n 0 counts as 1.
  */
 int cc_estimate(const cc_rule_t *rule, const cc_dims_t *dims,
     int64_t gpu_price, cc_estimate_t *est, cc_field_e *bad);

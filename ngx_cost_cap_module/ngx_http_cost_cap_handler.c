@@ -40,6 +40,45 @@ static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
 static void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *param);
+static void *ngx_http_cost_cap_json_alloc(size_t size);
+static void ngx_http_cost_cap_json_free(void *p);
+
+
+/* cJSON allocates from the request's pool while it parses a body */
+static ngx_pool_t  *ngx_http_cost_cap_json_pool;
+
+
+void
+ngx_http_cost_cap_json_init(void)
+{
+    cJSON_Hooks  hooks;
+
+    hooks.malloc_fn = ngx_http_cost_cap_json_alloc;
+    hooks.free_fn = ngx_http_cost_cap_json_free;
+
+    cJSON_InitHooks(&hooks);
+}
+
+
+static void *
+ngx_http_cost_cap_json_alloc(size_t size)
+{
+    if (ngx_http_cost_cap_json_pool) {
+        return ngx_palloc(ngx_http_cost_cap_json_pool, size);
+    }
+
+    return malloc(size);
+}
+
+
+static void
+ngx_http_cost_cap_json_free(void *p)
+{
+    /* the pool frees what was taken from it */
+    if (ngx_http_cost_cap_json_pool == NULL) {
+        free(p);
+    }
+}
 
 
 ngx_int_t
@@ -309,6 +348,7 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     json = NULL;
+    ngx_http_cost_cap_json_pool = r->pool;
 
     rc = ngx_http_cost_cap_extract(r, ctx, lcf, &body, vals, &json);
 
@@ -319,6 +359,8 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     if (json) {
         cJSON_Delete(json);
     }
+
+    ngx_http_cost_cap_json_pool = NULL;
 
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? NGX_OK : rc;

@@ -1016,6 +1016,8 @@ ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_cost_cap_json_init();
+
     return ngx_http_cost_cap_redis_init_process(cycle);
 }
 

@@ -219,6 +219,7 @@ ngx_int_t ngx_http_cost_cap_log_handler(ngx_http_request_t *r);
 void ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
 ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
+void ngx_http_cost_cap_json_init(void);
 
 /* reply */
 ngx_int_t ngx_http_cost_cap_send_error(ngx_http_request_t *r,
