@@ -19,6 +19,9 @@ static ngx_int_t ngx_http_cost_cap_price(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static ngx_int_t ngx_http_cost_cap_body(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, size_t max, ngx_str_t *body);
+static ngx_int_t ngx_http_cost_cap_map(ngx_http_request_t *r,
+    ngx_buf_t *b, ngx_str_t *body);
+static void ngx_http_cost_cap_unmap(void *data);
 static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
     ngx_str_t *body, cc_val_t *vals, cJSON **json);
@@ -242,7 +245,10 @@ ngx_http_cost_cap_start(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (ngx_http_cost_cap_media_type(r) == NGX_DECLINED) {
+    rc = ngx_http_cost_cap_media_type(r);
+    ctx->multipart = (rc == NGX_DONE);
+
+    if (rc == NGX_DECLINED) {
         ngx_http_cost_cap_fail(ctx, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                "unsupported_media_type",
                                "The body must be application/json or "
@@ -424,6 +430,14 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
+    /* a multipart body is scanned where it lies: file parts are not read */
+    if (ctx->multipart
+        && cl->next == NULL
+        && ngx_http_cost_cap_map(r, cl->buf, body) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
     p = ngx_pnalloc(r->pool, len ? len : 1);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -454,6 +468,50 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_map(ngx_http_request_t *r, ngx_buf_t *b, ngx_str_t *body)
+{
+    u_char              *p;
+    ngx_str_t           *map;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = mmap(NULL, (size_t) b->file_last, PROT_READ, MAP_PRIVATE,
+             b->file->fd, 0);
+
+    if (p == MAP_FAILED) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, ngx_errno,
+                      "cost_cap: mmap(\"%V\") failed, reading it instead",
+                      &b->file->name);
+        return NGX_ERROR;
+    }
+
+    map = cln->data;
+    map->data = p;
+    map->len = (size_t) b->file_last;
+
+    cln->handler = ngx_http_cost_cap_unmap;
+
+    body->data = p + b->file_pos;
+    body->len = (size_t) (b->file_last - b->file_pos);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cost_cap_unmap(void *data)
+{
+    ngx_str_t  *map = data;
+
+    (void) munmap(map->data, map->len);
 }
 
 

@@ -205,6 +205,7 @@ typedef struct {
     unsigned                    estimated:1;
     unsigned                    acted:1;
     unsigned                    settled:1;
+    unsigned                    multipart:1;
 } ngx_http_cost_cap_ctx_t;
 
 
