@@ -20,7 +20,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
 export COST_CAP_NGINX  := $(NGINX)
 
-.PHONY: all deps build run test unit e2e coverage clean
+.PHONY: all deps build run test unit e2e coverage clean test-asan
 
 all: build
 
@@ -68,6 +68,39 @@ e2e: build
 
 coverage:
 	$(MAKE) -C lua-free-tests coverage
+
+# The module built with AddressSanitizer and UBSan, loaded into the stock
+# nginx with the ASan runtime preloaded; any report fails the run.
+ASAN_BUILD  := $(BUILD)/asan
+ASAN_MODULE := $(ASAN_BUILD)/ngx_http_cost_cap_module.so
+ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all \
+               -fno-omit-frame-pointer
+
+$(ASAN_BUILD)/nginx/objs/Makefile: config
+	rm -rf $(ASAN_BUILD)
+	mkdir -p $(ASAN_BUILD)/logs
+	cp -r $(NGX_SRC) $(ASAN_BUILD)/nginx
+	cd $(ASAN_BUILD)/nginx && ./configure --with-compat --with-threads \
+	    --with-http_ssl_module --with-cc-opt='-g -O1 -Werror $(ASAN_FLAGS)' \
+	    --with-ld-opt='$(ASAN_FLAGS)' \
+	    --add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+
+$(ASAN_MODULE): $(ASAN_BUILD)/nginx/objs/Makefile $(SRCS)
+	$(MAKE) -s -C $(ASAN_BUILD)/nginx -f objs/Makefile modules
+	cp $(ASAN_BUILD)/nginx/objs/ngx_http_cost_cap_module.so $@.tmp
+	mv -f $@.tmp $@
+
+test-asan: deps $(ASAN_MODULE)
+	rm -rf $(ASAN_BUILD)/logs && mkdir -p $(ASAN_BUILD)/logs
+	COST_CAP_MODULE=$(CURDIR)/$(ASAN_MODULE) \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(ASAN_BUILD)/logs/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_BUILD)/logs/ubsan \
+	    prove -r t/
+	@if ls $(ASAN_BUILD)/logs/* >/dev/null 2>&1; then \
+	    cat $(ASAN_BUILD)/logs/*; echo "sanitizer reports: FAIL"; exit 1; \
+	fi; echo "sanitizer reports: none"
 
 clean:
 	rm -rf $(BUILD)

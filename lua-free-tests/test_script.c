@@ -1,0 +1,201 @@
+/*
+ * cc_script: the reserve reply parser, on hand-built hiredis replies.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cc_script.h"
+
+
+#define NWIN  2
+
+
+typedef struct {
+    redisReply      top;
+    redisReply      el[2 + 3 * CC_WIN_MAX];
+    redisReply     *ptr[2 + 3 * CC_WIN_MAX];
+} fake_t;
+
+
+static void
+set_int(redisReply *r, long long v)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = REDIS_REPLY_INTEGER;
+    r->integer = v;
+}
+
+
+static void
+set_str(redisReply *r, const char *s)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = REDIS_REPLY_STRING;
+    r->str = (char *) s;
+    r->len = strlen(s);
+}
+
+
+/* [1, now, "20261126", 24900000, end, "202611", 5, end2] */
+
+static void
+fake_init(fake_t *f)
+{
+    size_t  i;
+
+    memset(f, 0, sizeof(*f));
+    f->top.type = REDIS_REPLY_ARRAY;
+    f->top.elements = 2 + 3 * NWIN;
+    f->top.element = f->ptr;
+
+    for (i = 0; i < 2 + 3 * CC_WIN_MAX; i++) {
+        f->ptr[i] = &f->el[i];
+    }
+
+    set_int(&f->el[0], 1);
+    set_int(&f->el[1], 1795700707);
+    set_str(&f->el[2], "20261126");
+    set_int(&f->el[3], 24900000);
+    set_int(&f->el[4], 1795737600);
+    set_str(&f->el[5], "202611");
+    set_int(&f->el[6], 5);
+    set_int(&f->el[7], 1796083200);
+}
+
+
+static void
+test_reply_ok(void **state)
+{
+    fake_t              f;
+    cc_reserve_reply_t  out;
+
+    fake_init(&f);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.admitted, 1);
+    assert_int_equal(out.now, 1795700707);
+    assert_int_equal(out.nwin, NWIN);
+    assert_int_equal(out.win[0].period_len, 8);
+    assert_memory_equal(out.win[0].period, "20261126", 8);
+    assert_int_equal(out.win[0].spent, 24900000);
+    assert_int_equal(out.win[0].end, 1795737600);
+    assert_int_equal(out.win[1].period_len, 6);
+    assert_memory_equal(out.win[1].period, "202611", 6);
+    assert_int_equal(out.win[1].spent, 5);
+    assert_int_equal(out.win[1].end, 1796083200);
+
+    /* rejected; "all" with end 0; a period of the largest size */
+    set_int(&f.el[0], 0);
+    set_str(&f.el[2], "all");
+    set_int(&f.el[4], 0);
+    set_str(&f.el[5], "202611261345");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.admitted, 0);
+    assert_int_equal(out.win[0].end, 0);
+    assert_int_equal(out.win[1].period_len, CC_PERIOD_MAX_LEN);
+
+    /* only 1 admits */
+    set_int(&f.el[0], 2);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.admitted, 0);
+
+    /* no windows at all */
+    f.top.elements = 2;
+    assert_int_equal(cc_reserve_reply_parse(&f.top, 0, &out), 0);
+    assert_int_equal(out.nwin, 0);
+}
+
+
+static void
+test_reply_bad(void **state)
+{
+    fake_t              f;
+    redisReply          err;
+    cc_reserve_reply_t  out;
+
+    assert_int_equal(cc_reserve_reply_parse(NULL, NWIN, &out), -1);
+
+    memset(&err, 0, sizeof(err));
+    err.type = REDIS_REPLY_ERROR;
+    err.str = (char *) "NOSCRIPT No matching script";
+    err.len = strlen(err.str);
+    assert_int_equal(cc_reserve_reply_parse(&err, NWIN, &out), -1);
+
+    /* wrong count of elements, or of windows asked for */
+    fake_init(&f);
+    f.top.elements = 2 + 3 * NWIN - 1;
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+    fake_init(&f);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN + 1, &out), -1);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, CC_WIN_MAX + 1, &out),
+                     -1);
+
+    fake_init(&f);
+    set_str(&f.el[0], "1");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_str(&f.el[1], "1795700707");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_int(&f.el[2], 20261126);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_str(&f.el[5], "");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_str(&f.el[5], "2026112613450");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_str(&f.el[3], "24900000");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_int(&f.el[6], -1);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    set_int(&f.el[7], -1);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    f.el[4].type = REDIS_REPLY_NIL;
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    fake_init(&f);
+    f.top.type = REDIS_REPLY_STATUS;
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+}
+
+
+static void
+test_scripts_present(void **state)
+{
+    /* the reply layout the parser expects is what the script returns */
+    assert_non_null(strstr(cc_script_reserve, "local res = {0, now}"));
+    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = p"));
+    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = spent"));
+    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = e"));
+    assert_non_null(strstr(cc_script_settle, "INCRBY"));
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_reply_ok),
+        cmocka_unit_test(test_reply_bad),
+        cmocka_unit_test(test_scripts_present),
+    };
+
+    return cmocka_run_group_tests_name("cc_script", tests, NULL, NULL);
+}
