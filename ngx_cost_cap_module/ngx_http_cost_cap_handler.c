@@ -93,7 +93,14 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_cost_cap_module);
 
-    if (!lcf->enable || r != r->main) {
+    /*
+     * Only requests with a body generate: GET, HEAD, DELETE and OPTIONS
+     * (polling a job, downloading its content) pass unpriced.
+     */
+    if (!lcf->enable
+        || r != r->main
+        || !(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH)))
+    {
         return NGX_DECLINED;
     }
 
