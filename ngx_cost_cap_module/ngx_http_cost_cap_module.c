@@ -32,16 +32,13 @@ static char *ngx_http_cost_cap_field(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_refund_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_cost_cap_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_cost_cap_on_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_cost_cap_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cost_cap_init_process(ngx_cycle_t *cycle);
 static void ngx_http_cost_cap_exit_process(ngx_cycle_t *cycle);
-
-
-static ngx_conf_enum_t  ngx_http_cost_cap_on_error[] = {
-    { ngx_string("closed"), NGX_HTTP_COST_CAP_ON_ERROR_CLOSED },
-    { ngx_string("open"), NGX_HTTP_COST_CAP_ON_ERROR_OPEN },
-    { ngx_null_string, 0 }
-};
 
 
 static ngx_command_t  ngx_http_cost_cap_commands[] = {
@@ -97,17 +94,17 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
 
     { ngx_string("cost_cap_max_body"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_http_cost_cap_max_body,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_cost_cap_loc_conf_t, max_body),
+      0,
       NULL },
 
     { ngx_string("cost_cap_on_error"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_cost_cap_on_error,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_cost_cap_loc_conf_t, on_error),
-      &ngx_http_cost_cap_on_error },
+      0,
+      NULL },
 
     { ngx_string("cost_cap_dry_run"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -972,6 +969,64 @@ ngx_http_cost_cap_refund_status(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         *s = n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_cost_cap_max_body(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cost_cap_loc_conf_t *lcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (lcf->max_body != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid size \"%V\" of \"cost_cap_max_body\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->max_body = size;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_cost_cap_on_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cost_cap_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->on_error != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "closed") == 0) {
+        lcf->on_error = NGX_HTTP_COST_CAP_ON_ERROR_CLOSED;
+
+    } else if (ngx_strcmp(value[1].data, "open") == 0) {
+        lcf->on_error = NGX_HTTP_COST_CAP_ON_ERROR_OPEN;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" of \"cost_cap_on_error\", "
+                           "use \"closed\" or \"open\"", &value[1]);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
