@@ -2,7 +2,8 @@
 #
 #   make run    deps, module, then redis + nginx (conf/nginx.conf) in the
 #               foreground on 127.0.0.1:8080
-#   make test   deps, module, unit tests (cmocka) and end-to-end tests (prove)
+#   make test   deps, module, unit tests (cmocka), end-to-end tests (prove),
+#               the same under AddressSanitizer/UBSan, and a short fuzz run
 
 NGX_SRC     ?= /usr/share/nginx/src
 NGINX       ?= /usr/sbin/nginx
@@ -13,14 +14,15 @@ SRCS        := config $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h
 
 DEB_PKGS    := make gcc nginx-core nginx-dev libhiredis-dev libcjson-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
-               libcmocka-dev libtest-base-perl curl gcovr
+               libcmocka-dev libtest-base-perl curl gcovr clang \
+               libclang-rt-14-dev
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
 export COST_CAP_NGINX  := $(NGINX)
 
-.PHONY: all deps build run test unit e2e coverage clean test-asan
+.PHONY: all deps build run test unit e2e coverage clean test-asan fuzz
 
 all: build
 
@@ -56,9 +58,16 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SRCS)
 run: deps build
 	@exec sh conf/run.sh
 
+FUZZ_TIME   ?= 15
+
 test: deps build
 	$(MAKE) unit
 	$(MAKE) e2e
+	$(MAKE) test-asan
+	$(MAKE) fuzz
+
+fuzz:
+	$(MAKE) -C lua-free-tests fuzz FUZZ_TIME=$(FUZZ_TIME)
 
 unit:
 	$(MAKE) -C lua-free-tests test
@@ -101,6 +110,22 @@ test-asan: deps $(ASAN_MODULE)
 	@if ls $(ASAN_BUILD)/logs/* >/dev/null 2>&1; then \
 	    cat $(ASAN_BUILD)/logs/*; echo "sanitizer reports: FAIL"; exit 1; \
 	fi; echo "sanitizer reports: none"
+
+# wrk benchmark (bench/run) and callgrind profile (bench/profile); not
+# part of `make test`.  wrk, strace and valgrind are installed if missing.
+.PHONY: bench profile
+
+bench: deps build
+	@command -v wrk >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $(SUDO) apt-get install -y -qq --no-install-recommends wrk strace; }
+	perl bench/run
+
+profile: deps build
+	@command -v valgrind >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $(SUDO) apt-get install -y -qq --no-install-recommends valgrind; }
+	perl bench/profile
 
 clean:
 	rm -rf $(BUILD)

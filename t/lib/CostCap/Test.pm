@@ -1108,7 +1108,8 @@ sub _run_block {
             or Test::More::diag(_tail($log));
     }
     for my $s (_lines(_section($block, 'no_error_log')),
-               'exited on signal', '[alert]')
+               'exited on signal', '[alert]', 'runtime error:',
+               'AddressSanitizer', 'qr/exited with code [1-9]/')
     {
         Test::More::unlike($log, _pattern($n->expand($s)),
                            "$name - error_log lacks '$s'");
