@@ -62,9 +62,9 @@ FUZZ_TIME   ?= 15
 
 test: deps build
 	$(MAKE) unit
-	$(MAKE) e2e
-	$(MAKE) test-asan
 	$(MAKE) fuzz
+	$(MAKE) test-asan
+	$(MAKE) e2e
 
 fuzz:
 	$(MAKE) -C lua-free-tests fuzz FUZZ_TIME=$(FUZZ_TIME)

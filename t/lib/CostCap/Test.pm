@@ -26,7 +26,8 @@ package CostCap::Test;
 #   --- requests           Perl list of requests, in order: each
 #                          [CODE, BODY, HEADERS] (missing items default to
 #                          the block's) or a hash with keys code, body,
-#                          headers, request, json, response_headers
+#                          headers, request, json, response_headers,
+#                          label (a name for its checks)
 #   --- error_code         expected status
 #   --- response_headers   "Name: value" (exact; "V~N": within N below V),
 #                          "!Name" (absent)
@@ -1070,6 +1071,7 @@ sub _run_block {
                               body => $rq->{body},
                               timeout => $rq->{timeout});
         my $label = @reqs > 1 ? "$name - request $i" : $name;
+        $label .= " ($rq->{label})" if defined $rq->{label};
         _check_response($label, $res, $rq, \%W);
     }
 
