@@ -698,7 +698,8 @@ ngx_http_cost_cap_windows(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
             }
 
             if (cc_decimal_parse((char *) v.data, v.len, &amount)
-                != CC_DEC_OK)
+                != CC_DEC_OK
+                || amount > NGX_HTTP_COST_CAP_MAX_AMOUNT)
             {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                               "cost_cap: cap \"%V\" of tenant \"%V\" for "

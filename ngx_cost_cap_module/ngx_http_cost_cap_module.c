@@ -7,10 +7,6 @@
 #include "ngx_http_cost_cap_module.h"
 
 
-/* Lua numbers are doubles: caps stay exact below 2^53 micro-USD */
-#define NGX_HTTP_COST_CAP_MAX_AMOUNT  9007199254740991LL
-
-
 static ngx_int_t ngx_http_cost_cap_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cost_cap_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);

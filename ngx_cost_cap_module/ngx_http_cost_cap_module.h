@@ -26,6 +26,9 @@
 
 #define NGX_HTTP_COST_CAP_DEFAULT_PRICE    3500000     /* 3.50 USD */
 
+/* Lua numbers are doubles: caps stay exact up to 2^53 micro-USD */
+#define NGX_HTTP_COST_CAP_MAX_AMOUNT       9007199254740991LL
+
 
 /* $cost_cap_result */
 typedef enum {
