@@ -824,12 +824,6 @@ ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
         ngx_http_cost_cap_decide(ctx, lcf->dry_run);
 
     } else {
-        if (reply && reply->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "cost_cap: redis reservation failed: %*s",
-                          (size_t) reply->len, reply->str);
-        }
-
         ngx_http_cost_cap_unavailable(r, ctx);
     }
 

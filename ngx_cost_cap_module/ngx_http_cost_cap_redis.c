@@ -51,6 +51,7 @@ typedef struct {
     ngx_log_t                        log;
     ngx_uint_t                       log_level;
     unsigned                         slow:1;
+    unsigned                         erred:1;
     unsigned                         connected:1;   /* tried before */
 
     ngx_http_cost_cap_main_conf_t   *conf;
@@ -668,6 +669,18 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
 
         if (reply->type == REDIS_REPLY_ERROR) {
             ngx_http_cost_cap_count(redis_errors, 1);
+
+            /* once until a command succeeds, not once per request */
+            if (op->handler && !rds->erred) {
+                rds->erred = 1;
+                ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
+                              "cost_cap: redis %V answered: %*s",
+                              &rds->conf->addr->name, (size_t) reply->len,
+                              reply->str);
+            }
+
+        } else {
+            rds->erred = 0;
         }
 
         if (reply->type == REDIS_REPLY_ERROR && op->handler == NULL) {
