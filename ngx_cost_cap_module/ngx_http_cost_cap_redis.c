@@ -73,6 +73,9 @@ static void ngx_http_cost_cap_redis_read_handler(ngx_event_t *rev);
 static ngx_int_t ngx_http_cost_cap_redis_test_connect(ngx_connection_t *c);
 static ngx_int_t ngx_http_cost_cap_redis_process(
     ngx_http_cost_cap_redis_t *rds);
+static ngx_int_t ngx_http_cost_cap_redis_error(
+    ngx_http_cost_cap_redis_t *rds, ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
 static void ngx_http_cost_cap_redis_ok(ngx_http_cost_cap_redis_t *rds);
 static void ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
     const char *reason);
@@ -639,6 +642,7 @@ static ngx_int_t
 ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
 {
     void                    *p;
+    ngx_int_t                rc;
     ngx_queue_t             *q;
     redisReply              *reply;
     ngx_http_cost_cap_op_t  *op;
@@ -667,54 +671,19 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
 
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
 
-        if (reply->type == REDIS_REPLY_ERROR) {
-            ngx_http_cost_cap_count(redis_errors, 1);
-
-            /* once until a command succeeds, not once per request */
-            if (op->handler && !rds->erred) {
-                rds->erred = 1;
-                ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
-                              "cost_cap: redis %V answered: %*s",
-                              &rds->conf->addr->name, (size_t) reply->len,
-                              reply->str);
-            }
+        if (reply->type != REDIS_REPLY_ERROR) {
+            rds->erred = 0;
 
         } else {
-            rds->erred = 0;
-        }
+            rc = ngx_http_cost_cap_redis_error(rds, op, reply);
 
-        if (reply->type == REDIS_REPLY_ERROR && op->handler == NULL) {
-            ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
-                          "cost_cap: redis %s failed: %*s",
-                          (char *) op->data, (size_t) reply->len, reply->str);
-            freeReplyObject(reply);
-            ngx_http_cost_cap_redis_free_op(op);
-            ngx_http_cost_cap_redis_fail(rds, "handshake failed");
-            return NGX_ERROR;
-        }
-
-        if (reply->type == REDIS_REPLY_ERROR
-            && !op->retried
-            && reply->len >= 8
-            && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-        {
-            /* the scripts were flushed: load them and send op again */
-            freeReplyObject(reply);
-            op->retried = 1;
-            ngx_http_cost_cap_redis_load_scripts(rds);
-
-            if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN
-                || ngx_http_cost_cap_redis_append(rds, op) != NGX_OK)
-            {
-                if (op->handler) {
-                    op->handler(op, NULL);
-                }
-
-                ngx_http_cost_cap_redis_free_op(op);
+            if (rc == NGX_ERROR) {
                 return NGX_ERROR;
             }
 
-            continue;
+            if (rc == NGX_AGAIN) {
+                continue;
+            }
         }
 
         ngx_http_cost_cap_redis_ok(rds);
@@ -732,6 +701,63 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
         freeReplyObject(reply);
         ngx_http_cost_cap_redis_free_op(op);
     }
+}
+
+
+/*
+ * An error reply: a failed handshake closes the connection (NGX_ERROR);
+ * NOSCRIPT loads the scripts and sends the command again (NGX_AGAIN); any
+ * other goes to the operation's handler (NGX_OK).
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_redis_error(ngx_http_cost_cap_redis_t *rds,
+    ngx_http_cost_cap_op_t *op, redisReply *reply)
+{
+    if (op->handler == NULL) {
+        ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
+                      "cost_cap: redis %s failed: %*s",
+                      (char *) op->data, (size_t) reply->len, reply->str);
+        freeReplyObject(reply);
+        ngx_http_cost_cap_redis_free_op(op);
+        ngx_http_cost_cap_redis_fail(rds, "handshake failed");
+        return NGX_ERROR;
+    }
+
+    if (!op->retried
+        && reply->len >= 8
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the scripts were flushed: load them and send op again */
+        freeReplyObject(reply);
+        op->retried = 1;
+        ngx_http_cost_cap_redis_load_scripts(rds);
+
+        if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN) {
+            ngx_http_cost_cap_redis_lost(op);
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
+            ngx_http_cost_cap_redis_lost(op);
+            ngx_http_cost_cap_redis_fail(rds, "out of memory");
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    ngx_http_cost_cap_count(redis_errors, 1);
+
+    /* once until a command succeeds, not once per request */
+    if (!rds->erred) {
+        rds->erred = 1;
+        ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
+                      "cost_cap: redis %V answered: %*s",
+                      &rds->conf->addr->name, (size_t) reply->len, reply->str);
+    }
+
+    return NGX_OK;
 }
 
 
