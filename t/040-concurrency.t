@@ -151,8 +151,17 @@ ok($sum >= $CAP - $LARGEST,
    . ')');
 
 my $key = 'costcap:{acme}:day:' . {window_info()}->{day};
-is(redis()->cmd('GET', $key), $sum,
-   'Redis day counter equals the sum of admitted estimates');
+my $counter = redis()->cmd('GET', $key);
+is($counter, $sum, 'Redis day counter equals the sum of admitted estimates');
+
+# one script call per priced request, and nothing else per request
+my ($calls) = redis()->cmd('INFO', 'commandstats')
+              =~ /cmdstat_evalsha:calls=(\d+)/;
+is($calls, scalar @rows, 'exactly one Redis round trip per priced request');
+Test::More::diag(sprintf 'cap %d, admitted spend %d, Redis counter %s, '
+                 . '%d requests (%d admitted), %s EVALSHA calls',
+                 $CAP, $sum, $counter // 'nil', scalar @rows,
+                 $status{200} // 0, $calls // 'no');
 
 $_->stop for @gw;
 for my $i (0, 1) {
