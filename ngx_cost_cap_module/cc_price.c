@@ -27,6 +27,14 @@ typedef struct {
 } cc_big_t;
 
 
+#if defined(__SIZEOF_INT128__) && !defined(CC_NO_INT128)
+#define CC_HAVE_INT128  1
+typedef unsigned __int128  cc_u128_t;
+#else
+#define CC_HAVE_INT128  0
+#endif
+
+
 /* the frames per output and the steps factor, as fractions */
 typedef struct {
     int64_t         w;
@@ -58,6 +66,10 @@ static int cc_big_cmp(const cc_big_t *a, const cc_big_t *b);
 static int cc_big_div_ceil(const cc_big_t *num, const cc_big_t *den,
     int64_t *q);
 static int cc_big_top(const cc_big_t *a);
+#if (CC_HAVE_INT128)
+static int cc_est_compute128(const cc_rule_t *rule, const cc_terms_t *t,
+    int64_t n, int64_t price, cc_estimate_t *est);
+#endif
 
 
 static const char  *cc_field_names[CC_FIELD_MAX] = {
@@ -444,6 +456,15 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
 {
     cc_big_t  g, v, d;
 
+#if (CC_HAVE_INT128)
+    int       rc;
+
+    rc = cc_est_compute128(rule, t, n, price, est);
+    if (rc != 1) {
+        return rc;
+    }
+#endif
+
     cc_big_set(&d, 1);
     cc_big_set(&v, (uint64_t) rule->per_mpx_frame);
 
@@ -473,6 +494,64 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
 
     return 0;
 }
+
+
+#if (CC_HAVE_INT128)
+
+/*
+ * The same in 128-bit integers, which hold every realistic request (the
+ * products above stay near 2^110): 1 when an intermediate does not fit,
+ * for the wide path to take over.
+ */
+
+static int
+cc_est_compute128(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
+    int64_t price, cc_estimate_t *est)
+{
+    cc_u128_t  d, v, g, q;
+
+    if (__builtin_mul_overflow((cc_u128_t) t->fd, t->sd, &d)
+        || __builtin_mul_overflow((cc_u128_t) rule->per_mpx_frame,
+                                  (uint64_t) t->w, &v)
+        || __builtin_mul_overflow(v, (uint64_t) t->h, &v)
+        || __builtin_mul_overflow(v, t->fn, &v)
+        || __builtin_mul_overflow(v, t->fn2, &v)
+        || __builtin_mul_overflow(v, t->sn, &v)
+        || __builtin_mul_overflow(d, (uint64_t) rule->base, &g)
+        || __builtin_add_overflow(g, v, &g)
+        || __builtin_mul_overflow(g, (uint64_t) n, &g))
+    {
+        return 1;
+    }
+
+    if (d == 0) {
+        return -1;
+    }
+
+    q = g / d + (g % d != 0);
+    if (q > INT64_MAX) {
+        return -1;
+    }
+
+    est->gpu_seconds = (int64_t) q;
+
+    if (__builtin_mul_overflow(g, (uint64_t) price, &g)
+        || __builtin_mul_overflow(d, CC_HOUR_MICRO, &d))
+    {
+        return 1;
+    }
+
+    q = g / d + (g % d != 0);
+    if (q > INT64_MAX) {
+        return -1;
+    }
+
+    est->cost = (int64_t) q;
+
+    return 0;
+}
+
+#endif
 
 
 static void
@@ -633,9 +712,9 @@ cc_big_top(const cc_big_t *a)
 {
     int  i;
 
-    for (i = CC_BIG_LIMBS * 32 - 1; i >= 0; i--) {
-        if (a->l[i / 32] >> (i % 32) & 1) {
-            return i;
+    for (i = CC_BIG_LIMBS - 1; i >= 0; i--) {
+        if (a->l[i]) {
+            return i * 32 + 31 - __builtin_clz(a->l[i]);
         }
     }
 
