@@ -188,6 +188,51 @@ test_scripts_present(void **state)
 }
 
 
+/* the RESP encoding is byte for byte what hiredis makes */
+
+static void
+test_resp_command(void **state)
+{
+    int          i, argc, len;
+    char        *ref, buf[4096];
+    size_t       argvlen[8], n;
+    const char  *argv[8];
+    char         bin[300];
+
+    static const char  *args[] = {
+        "EVALSHA", "0123456789abcdef0123456789abcdef01234567", "1",
+        "costcap:{acme}:", "77415", "0", "", "day"
+    };
+
+    memset(bin, 0, sizeof(bin));
+    bin[7] = '\r';
+    bin[8] = '\n';
+
+    for (argc = 0; argc <= 8; argc++) {
+        for (i = 0; i < argc; i++) {
+            argv[i] = args[i];
+            argvlen[i] = strlen(args[i]);
+        }
+
+        /* a binary argument with NULs and CRLF, long enough for 3 digits */
+        if (argc == 7) {
+            argv[6] = bin;
+            argvlen[6] = sizeof(bin);
+        }
+
+        len = redisFormatCommandArgv(&ref, argc, argv, argvlen);
+        assert_true(len > 0);
+
+        n = cc_resp_command(NULL, argc, argv, argvlen);
+        assert_int_equal(n, (size_t) len);
+        assert_int_equal(cc_resp_command(buf, argc, argv, argvlen), n);
+        assert_memory_equal(buf, ref, n);
+
+        redisFreeCommand(ref);
+    }
+}
+
+
 int
 main(void)
 {
@@ -195,6 +240,7 @@ main(void)
         cmocka_unit_test(test_reply_ok),
         cmocka_unit_test(test_reply_bad),
         cmocka_unit_test(test_scripts_present),
+        cmocka_unit_test(test_resp_command),
     };
 
     return cmocka_run_group_tests_name("cc_script", tests, NULL, NULL);

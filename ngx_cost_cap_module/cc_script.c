@@ -102,6 +102,57 @@ const char  cc_script_settle[] =
     "return 1\n";
 
 
+static size_t
+cc_resp_uint(char *buf, char type, size_t v)
+{
+    char    tmp[24], *p;
+    size_t  n;
+
+    p = tmp + sizeof(tmp);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    n = tmp + sizeof(tmp) - p;
+
+    if (buf) {
+        buf[0] = type;
+        memcpy(buf + 1, p, n);
+        buf[n + 1] = '\r';
+        buf[n + 2] = '\n';
+    }
+
+    return n + 3;
+}
+
+
+size_t
+cc_resp_command(char *buf, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    int     i;
+    size_t  len;
+
+    len = cc_resp_uint(buf, '*', (size_t) argc);
+
+    for (i = 0; i < argc; i++) {
+        len += cc_resp_uint(buf ? buf + len : NULL, '$', argvlen[i]);
+
+        if (buf) {
+            memcpy(buf + len, argv[i], argvlen[i]);
+            buf[len + argvlen[i]] = '\r';
+            buf[len + argvlen[i] + 1] = '\n';
+        }
+
+        len += argvlen[i] + 2;
+    }
+
+    return len;
+}
+
+
 int
 cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     cc_reserve_reply_t *out)

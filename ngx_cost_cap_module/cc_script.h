@@ -42,6 +42,14 @@ extern const char  cc_script_settle[];
 
 
 /*
+ * Writes the RESP encoding of a command (what redisFormatCommandArgv
+ * makes, without its allocation and sprintf) to buf and returns its
+ * length; with buf NULL, only returns the length.
+ */
+size_t cc_resp_command(char *buf, int argc, const char **argv,
+    const size_t *argvlen);
+
+/*
  * Checks and copies a reserve reply for nwin windows.  Returns 0, or -1
  * when the reply is an error or not of the expected shape.
  */

@@ -157,9 +157,10 @@ struct ngx_http_cost_cap_op_s {
                                                    retry deadline */
     ngx_http_cost_cap_op_handler_pt  handler;   /* NULL: the client's own */
     void                            *data;      /* the request's ctx */
-    char                            *cmd;       /* formatted, kept for a
+    u_char                          *cmd;       /* formatted, kept for a
                                                    NOSCRIPT or a retry */
     size_t                           cmd_len;
+    u_char                           cmd_buf[320];  /* most commands */
     uint64_t                         end;       /* its last byte's offset
                                                    in the connection */
     uint64_t                         start;     /* microseconds */

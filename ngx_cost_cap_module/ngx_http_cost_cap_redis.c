@@ -64,6 +64,8 @@ static void ngx_http_cost_cap_redis_handshake(ngx_http_cost_cap_redis_t *rds);
 static ngx_int_t ngx_http_cost_cap_redis_internal(
     ngx_http_cost_cap_redis_t *rds, const char *what, int argc,
     const char **argv, const size_t *argvlen);
+static ngx_int_t ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op,
+    int argc, const char **argv, const size_t *argvlen);
 static void ngx_http_cost_cap_redis_load_scripts(
     ngx_http_cost_cap_redis_t *rds);
 static ngx_int_t ngx_http_cost_cap_redis_append(
@@ -207,6 +209,8 @@ ngx_http_cost_cap_redis_op(void)
         return NULL;
     }
 
+    op->cmd = op->cmd_buf;
+
     op->timer.handler = ngx_http_cost_cap_redis_timeout;
     op->timer.data = op;
     op->timer.log = ngx_cycle->log;
@@ -222,8 +226,8 @@ ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op)
         ngx_del_timer(&op->timer);
     }
 
-    if (op->cmd) {
-        redisFreeCommand(op->cmd);
+    if (op->cmd != op->cmd_buf) {
+        ngx_free(op->cmd);
     }
 
     ngx_free(op);
@@ -238,25 +242,42 @@ ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op)
  * timeout.
  */
 
+static ngx_int_t
+ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    size_t  len;
+
+    len = cc_resp_command(NULL, argc, argv, argvlen);
+
+    if (len > sizeof(op->cmd_buf)) {
+        op->cmd = ngx_alloc(len, ngx_cycle->log);
+        if (op->cmd == NULL) {
+            op->cmd = op->cmd_buf;
+            return NGX_ERROR;
+        }
+    }
+
+    op->cmd_len = cc_resp_command((char *) op->cmd, argc, argv, argvlen);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op, int argc,
     const char **argv, const size_t *argvlen)
 {
-    int                         len;
     ngx_http_cost_cap_redis_t  *rds;
 
     rds = ngx_http_cost_cap_redis;
 
-    if (rds == NULL || rds->nops >= rds->conf->max_inflight) {
+    if (rds == NULL
+        || rds->nops >= rds->conf->max_inflight
+        || ngx_http_cost_cap_redis_format(op, argc, argv, argvlen) != NGX_OK)
+    {
         goto failed;
     }
-
-    len = redisFormatCommandArgv(&op->cmd, argc, argv, argvlen);
-    if (len < 0) {
-        goto failed;
-    }
-
-    op->cmd_len = len;
 
     if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN
         && (rds->reconnect.timer_set
@@ -437,7 +458,6 @@ static ngx_int_t
 ngx_http_cost_cap_redis_internal(ngx_http_cost_cap_redis_t *rds,
     const char *what, int argc, const char **argv, const size_t *argvlen)
 {
-    int                      len;
     ngx_http_cost_cap_op_t  *op;
 
     op = ngx_http_cost_cap_redis_op();
@@ -447,13 +467,10 @@ ngx_http_cost_cap_redis_internal(ngx_http_cost_cap_redis_t *rds,
 
     op->data = (void *) what;
 
-    len = redisFormatCommandArgv(&op->cmd, argc, argv, argvlen);
-    if (len < 0) {
+    if (ngx_http_cost_cap_redis_format(op, argc, argv, argvlen) != NGX_OK) {
         ngx_http_cost_cap_redis_free_op(op);
         goto failed;
     }
-
-    op->cmd_len = len;
 
     if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
         ngx_http_cost_cap_redis_free_op(op);
