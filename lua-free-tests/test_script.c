@@ -182,7 +182,7 @@ test_scripts_present(void **state)
     /* the reply layout the parser expects is what the script returns */
     assert_non_null(strstr(cc_script_reserve, "local res = {0, now}"));
     assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = p"));
-    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = spent"));
+    assert_non_null(strstr(cc_script_reserve, "res[3 * i + 1] = s"));
     assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = e"));
     assert_non_null(strstr(cc_script_settle, "INCRBY"));
 }
