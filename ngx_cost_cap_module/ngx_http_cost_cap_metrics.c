@@ -139,8 +139,13 @@ ngx_http_cost_cap_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         if (j == mt->nmodels) {
-            if (j == NGX_HTTP_COST_CAP_MODELS) {
-                /* the last slot collects what does not fit */
+            if (j == NGX_HTTP_COST_CAP_MODELS - 1) {
+                /* the last slot collects what does not fit, as "_other" */
+                m[j].len = sizeof("_other") - 1;
+                ngx_memcpy(m[j].name, "_other", m[j].len);
+                mt->nmodels = NGX_HTTP_COST_CAP_MODELS;
+
+            } else if (j == NGX_HTTP_COST_CAP_MODELS) {
                 j = NGX_HTTP_COST_CAP_MODELS - 1;
 
             } else {
@@ -281,10 +286,11 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
 
     for (i = 0; i < NGX_HTTP_COST_CAP_BUCKETS; i++) {
         total += mt->latency[i];
-        p = ngx_sprintf(p, "cost_cap_redis_latency_seconds_bucket"
-                        "{le=\"%ui.%06ui\"} %ui\n",
-                        ngx_http_cost_cap_buckets[i] / 1000000,
-                        ngx_http_cost_cap_buckets[i] % 1000000, total);
+        p = ngx_cpymem(p, "cost_cap_redis_latency_seconds_bucket{le=\"",
+                       sizeof("cost_cap_redis_latency_seconds_bucket{le=\"")
+                       - 1);
+        p += cc_decimal_format(ngx_http_cost_cap_buckets[i], (char *) p);
+        p = ngx_sprintf(p, "\"} %ui\n", total);
     }
 
     total += mt->latency[NGX_HTTP_COST_CAP_BUCKETS];

@@ -168,6 +168,7 @@ struct ngx_http_cost_cap_op_s {
                                                    it did not reach Redis */
     unsigned                         retried:1;
     unsigned                         retrying:1;
+    unsigned                         requeued:1;
     unsigned                         unsent:1;  /* surely not applied */
     unsigned                         done:1;    /* answered or timed out */
     unsigned                         dry:1;

@@ -832,7 +832,10 @@ ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
                    ? ngx_min(rds->backoff * 2, NGX_HTTP_COST_CAP_BACKOFF_MAX)
                    : NGX_HTTP_COST_CAP_BACKOFF_MIN;
 
-    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+    /* a worker that shuts down still delivers its queued settlements */
+    if (!ngx_terminate
+        && (!(ngx_exiting || ngx_quit) || rds->nretry))
+    {
         ngx_add_timer(&rds->reconnect, rds->backoff);
     }
 }
@@ -920,15 +923,17 @@ ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
         ngx_del_timer(&op->timer);
     }
 
-    /* a worker that shuts down does not wait for Redis to come back */
-    op->timer.cancelable = 1;
+    /* a worker that shuts down waits for it, until the deadline at most */
     ngx_add_timer(&op->timer, left);
+
+    if (!op->requeued) {
+        op->requeued = 1;
+        ngx_http_cost_cap_count(settle_retries, 1);
+    }
 
     op->retrying = 1;
     ngx_queue_insert_tail(&rds->retry, &op->queue);
     rds->nretry++;
-
-    ngx_http_cost_cap_count(settle_retries, 1);
 
     return NGX_OK;
 }
@@ -947,7 +952,6 @@ ngx_http_cost_cap_redis_resend(ngx_http_cost_cap_redis_t *rds)
 
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
         op->retrying = 0;
-        op->timer.cancelable = 0;
 
         if (op->timer.timer_set) {
             ngx_del_timer(&op->timer);

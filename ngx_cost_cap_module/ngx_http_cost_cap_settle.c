@@ -65,6 +65,7 @@ static ngx_int_t
 ngx_http_cost_cap_delta(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     int64_t *delta)
 {
+    int                                 rc;
     int64_t                             gpu;
     ngx_str_t                           v;
     ngx_uint_t                          i, status, *s;
@@ -103,10 +104,13 @@ ngx_http_cost_cap_delta(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (cc_decimal_parse((char *) v.data, v.len, &gpu) != CC_DEC_OK) {
+    rc = cc_decimal_parse((char *) v.data, v.len, &gpu);
+
+    if (rc != CC_DEC_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "cost_cap: ignored actual GPU-seconds \"%V\" of "
-                      "tenant \"%V\": not a number", &v, &ctx->tenant);
+                      "tenant \"%V\": %s", &v, &ctx->tenant,
+                      rc == CC_DEC_OVERFLOW ? "too large" : "not a number");
         return NGX_DECLINED;
     }
 
