@@ -26,7 +26,11 @@ cc_json_parse(const char *body, size_t len, char *tmp)
         return NULL;
     }
 
-    memcpy(tmp, body, len);
+    /* the caller may have made body its own terminated copy already */
+    if (tmp != body) {
+        memcpy(tmp, body, len);
+    }
+
     tmp[len] = '\0';
 
     end = NULL;

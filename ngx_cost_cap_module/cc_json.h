@@ -21,8 +21,9 @@ typedef struct {
 
 /*
  * Parses body (len bytes, need not be NUL-terminated; tmp must hold len + 1
- * bytes for a terminated copy) into a cJSON tree; NULL unless it is exactly
- * one JSON object (trailing whitespace allowed).  A body with a NUL byte or
+ * bytes for a terminated copy, and may be body itself when body has room
+ * for the NUL) into a cJSON tree; NULL unless it is exactly one JSON object
+ * (trailing whitespace allowed).  A body with a NUL byte or
  * a \u0000 escape is refused too: cJSON would cut the string there.  Free
  * with cJSON_Delete.
  */

@@ -445,13 +445,15 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
-    p = ngx_pnalloc(r->pool, len ? len : 1);
+    /* room for a NUL: JSON is parsed in place */
+    p = ngx_pnalloc(r->pool, len + 1);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     body->data = p;
     body->len = len;
+    ctx->body_copied = 1;
 
     for ( /* void */ ; cl; cl = cl->next) {
         b = cl->buf;
@@ -544,8 +546,9 @@ ngx_http_cost_cap_extract(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         paths[i].len = lcf->fields[i].len;
     }
 
-    if (ngx_http_cost_cap_media_type(r) == NGX_OK) {
-        tmp = ngx_pnalloc(r->pool, body->len + 1);
+    if (!ctx->multipart) {
+        tmp = ctx->body_copied ? (char *) body->data
+                               : ngx_pnalloc(r->pool, body->len + 1);
         if (tmp == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

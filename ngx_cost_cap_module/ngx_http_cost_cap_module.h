@@ -211,6 +211,7 @@ typedef struct {
     unsigned                    acted:1;
     unsigned                    settled:1;
     unsigned                    multipart:1;
+    unsigned                    body_copied:1;  /* with room for a NUL */
 } ngx_http_cost_cap_ctx_t;
 
 

@@ -58,7 +58,8 @@ package CostCap::Test;
 #
 # Environment: COST_CAP_MODULE (module .so), COST_CAP_NGINX (nginx
 # binary), COST_CAP_NO_MODULE=1 (do not load the module: harness checks
-# against plain nginx), COST_CAP_KEEP=1 (keep the temporary directory).
+# against plain nginx), COST_CAP_KEEP=1 (keep the temporary directory),
+# COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 5).
 
 use strict;
 use warnings;
@@ -561,7 +562,7 @@ sub start {
                                       Proto => 'tcp') or return 0;
         close $s;
         return 1;
-    }, 5);
+    }, $ENV{COST_CAP_START_TIMEOUT} || 5);
     if ($ok != 1) {
         my $log = CostCap::Test::_slurp("$d/nginx.out")
                 . CostCap::Test::_slurp("$d/error.log");
