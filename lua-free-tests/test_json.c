@@ -326,10 +326,31 @@ test_extract_numbers(void **state)
 }
 
 
+/* a body with room for the NUL is parsed where it is */
+
+static void
+test_parse_in_place(void **state)
+{
+    char    buf[64];
+    cJSON  *root;
+
+    strcpy(buf, "{\"model\":\"sora-2\"}  ");
+    root = cc_json_parse(buf, strlen(buf), buf);
+    assert_non_null(root);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(root, "model")
+                        ->valuestring, "sora-2");
+    cJSON_Delete(root);
+
+    strcpy(buf, "{\"model\":1} x");
+    assert_null(cc_json_parse(buf, strlen(buf), buf));
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_parse_in_place),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_parse_accepts),
         cmocka_unit_test(test_parse_not_terminated),
