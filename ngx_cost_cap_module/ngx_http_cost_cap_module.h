@@ -160,7 +160,6 @@ struct ngx_http_cost_cap_op_s {
     u_char                          *cmd;       /* formatted, kept for a
                                                    NOSCRIPT or a retry */
     size_t                           cmd_len;
-    u_char                           cmd_buf[320];  /* most commands */
     uint64_t                         end;       /* its last byte's offset
                                                    in the connection */
     uint64_t                         start;     /* microseconds */
@@ -176,10 +175,13 @@ struct ngx_http_cost_cap_op_s {
     /* the keys: to give a late reservation back, or to log a settlement */
     int64_t                          estimate;
     size_t                           nwin;
+
+    /* not zeroed for a new operation: written before they are read */
     ngx_http_cost_cap_win_t          win[CC_WIN_MAX];
     cc_reserve_reply_t               res;
     size_t                           prefix_len;
     u_char                           prefix[CC_KEY_PREFIX_MAX_LEN];
+    u_char                           cmd_buf[320];  /* most commands */
 };
 
 

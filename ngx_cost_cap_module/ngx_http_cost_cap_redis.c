@@ -17,6 +17,7 @@
 #define NGX_HTTP_COST_CAP_BACKOFF_MIN  50
 #define NGX_HTTP_COST_CAP_BACKOFF_MAX  500
 #define NGX_HTTP_COST_CAP_MAX_RETRY    4096
+#define NGX_HTTP_COST_CAP_FREE_OPS     256
 
 
 typedef enum {
@@ -99,6 +100,10 @@ static ngx_str_t  ngx_http_cost_cap_scripts[2];
 
 static ngx_http_cost_cap_redis_t  *ngx_http_cost_cap_redis;
 
+/* operations are reused: no allocation per request once warm */
+static ngx_queue_t                 ngx_http_cost_cap_free_ops;
+static ngx_uint_t                  ngx_http_cost_cap_nfree;
+
 
 ngx_int_t
 ngx_http_cost_cap_redis_init_scripts(void)
@@ -145,6 +150,7 @@ ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle)
 
     ngx_queue_init(&rds->ops);
     ngx_queue_init(&rds->retry);
+    ngx_queue_init(&ngx_http_cost_cap_free_ops);
 
     rds->reconnect.handler = ngx_http_cost_cap_redis_reconnect;
     rds->reconnect.data = rds;
@@ -194,6 +200,12 @@ ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&rds->reconnect);
     }
 
+    while (!ngx_queue_empty(&ngx_http_cost_cap_free_ops)) {
+        q = ngx_queue_head(&ngx_http_cost_cap_free_ops);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_cost_cap_op_t, queue));
+    }
+
     ngx_free(rds->out);
     ngx_http_cost_cap_redis = NULL;
 }
@@ -202,12 +214,23 @@ ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle)
 ngx_http_cost_cap_op_t *
 ngx_http_cost_cap_redis_op(void)
 {
+    ngx_queue_t             *q;
     ngx_http_cost_cap_op_t  *op;
 
-    op = ngx_calloc(sizeof(ngx_http_cost_cap_op_t), ngx_cycle->log);
-    if (op == NULL) {
-        return NULL;
+    if (ngx_http_cost_cap_nfree) {
+        q = ngx_queue_head(&ngx_http_cost_cap_free_ops);
+        ngx_queue_remove(q);
+        ngx_http_cost_cap_nfree--;
+        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+
+    } else {
+        op = ngx_alloc(sizeof(ngx_http_cost_cap_op_t), ngx_cycle->log);
+        if (op == NULL) {
+            return NULL;
+        }
     }
+
+    ngx_memzero(op, offsetof(ngx_http_cost_cap_op_t, win));
 
     op->cmd = op->cmd_buf;
 
@@ -230,7 +253,15 @@ ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op)
         ngx_free(op->cmd);
     }
 
-    ngx_free(op);
+    if (ngx_http_cost_cap_redis == NULL
+        || ngx_http_cost_cap_nfree >= NGX_HTTP_COST_CAP_FREE_OPS)
+    {
+        ngx_free(op);
+        return;
+    }
+
+    ngx_queue_insert_head(&ngx_http_cost_cap_free_ops, &op->queue);
+    ngx_http_cost_cap_nfree++;
 }
 
 
