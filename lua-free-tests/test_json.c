@@ -346,10 +346,70 @@ test_parse_in_place(void **state)
 }
 
 
+/* RFC 8259 exactly: what cJSON alone would take, or misread, is refused */
+
+static void
+test_parse_strict(void **state)
+{
+    size_t        i;
+    cJSON        *root;
+    char          deep[2100];
+
+    static const char  *bad[] = {
+        "{\"n\":012}", "{\"n\":01}", "{\"n\":1.}", "{\"n\":-01}",
+        "{\"n\":1.e3}", "{\"n\":.5}", "{\"n\":+1}", "{\"n\":-}",
+        "{\"n\":1e}", "{\"n\":1e+}", "{\"n\":0x10}", "{\"n\":NaN}",
+        "{\"n\":Infinity}", "{\"n\":-Infinity}", "{\"n\":tru}",
+        "{\"m\":\"sora-2\\uZZZZ-pro\"}", "{\"m\":\"\\u00G0\"}",
+        "{\"m\":\"\\u-001\"}", "{\"m\":\"\\u 000\"}", "{\"m\":\"\\u+000\"}",
+        "{\"m\":\"\\u12\"}", "{\"m\":\"\\x41\"}", "{\"m\":\"\\u0000\"}",
+        "{\"m\":\"a\tb\"}", "{\"seconds\\uZZZZ\":12}", "{\"a\":1,}",
+        "{\"a\":1 \"b\":2}", "{\"a\" 1}", "{a:1}", "{\"a\":[1,]}",
+        "{\"a\":[1 2]}", "{\"a\":1}}", "{\"a\":1]", "{\"a\":[}", "{",
+        "{\"a\":\"x", "{\"a\":\"x\\", "{}{}", "{} x", "\"\\",
+        "{\"a\":1}\x0b"
+    };
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        root = parse(bad[i], strlen(bad[i]));
+        if (root) {
+            print_error("accepted: %s\n", bad[i]);
+            fail();
+        }
+    }
+
+    root = parse(S("{\"n\":[0,-0,0.5,-1.25e+3,1E-2,10],\"s\":\"\\/\\b\\f"
+                   "\\n\\r\\t\\\"\\\\\\u00e9\",\"t\":true,\"f\":false,"
+                   "\"z\":null,\"o\":{}}"));
+    assert_non_null(root);
+    cJSON_Delete(root);
+
+    /* as deep as cJSON allows, and one more */
+    for (i = 0; i < 999; i++) {
+        deep[i] = '[';
+        deep[999 + i] = ']';
+    }
+
+    memcpy(deep, "{\"a\":", 5);
+    memset(deep + 5, '[', 994);
+    memset(deep + 999, ']', 994);
+    deep[1993] = '}';
+    root = parse(deep, 1994);
+    assert_non_null(root);
+    cJSON_Delete(root);
+
+    memset(deep + 5, '[', 1000);
+    memset(deep + 1005, ']', 1000);
+    deep[2005] = '}';
+    assert_null(parse(deep, 2006));
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_parse_in_place),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_parse_accepts),

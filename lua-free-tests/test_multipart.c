@@ -583,10 +583,54 @@ test_hostile_headers(void **state)
 }
 
 
+/* a control byte in a parameter is malformed, quoted or not */
+
+static void
+test_control_bytes(void **state)
+{
+    size_t       i;
+    cc_val_t     vals[CC_FIELD_MAX];
+    cc_path_t    names[CC_FIELD_MAX];
+    char         body[256];
+    int          n;
+
+    static const char  *disp[] = {
+        "form-data; name=\"seconds\\x00\"", "form-data; name=\"seconds\x01\"",
+        "form-data; name=seconds\x01", "form-data; name=\"sec\x7fonds\"",
+        "form-data; na\x01me=\"seconds\""
+    };
+
+    memset(names, 0, sizeof(names));
+    names[CC_FIELD_SECONDS].data = "seconds";
+    names[CC_FIELD_SECONDS].len = 7;
+
+    for (i = 0; i < sizeof(disp) / sizeof(disp[0]); i++) {
+        n = snprintf(body, sizeof(body), "--b\r\nContent-Disposition: %s"
+                     "\r\n\r\n12\r\n--b--\r\n", disp[i]);
+        if (i == 0) {
+            /* a real NUL inside the quotes */
+            char *z = strstr(body, "\\x00");
+            z[0] = '\0';
+            memmove(z + 1, z + 4, (size_t) (body + n - (z + 4)) + 1);
+            n -= 3;
+        }
+
+        assert_int_equal(cc_multipart_extract(body, (size_t) n, "b", 1,
+                                              names, vals), -1);
+    }
+
+    n = snprintf(body, sizeof(body), "--b\r\nContent-Disposition: form-data;"
+                 " name=\"sec\tonds\"\r\n\r\n12\r\n--b--\r\n");
+    assert_int_equal(cc_multipart_extract(body, (size_t) n, "b", 1, names,
+                                          vals), 0);
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_control_bytes),
         cmocka_unit_test(test_boundary),
         cmocka_unit_test(test_extract_basic),
         cmocka_unit_test(test_extract_framing),

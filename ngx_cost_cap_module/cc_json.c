@@ -1,8 +1,6 @@
 /*
- * JSON bodies.  cJSON keeps strings NUL-terminated without their length,
- * so a body that could put a NUL inside a string (a raw NUL byte or a
- * \u0000 escape) is refused: "sora-2\u0000-pro" must not be priced as
- * "sora-2".
+ * JSON bodies: checked against RFC 8259 strictly, then parsed by cJSON,
+ * then the configured paths looked up in the tree.
  */
 
 #include <string.h>
@@ -10,7 +8,11 @@
 #include "cc_json.h"
 
 
-static int cc_json_has_nul(const char *body, size_t len);
+static int cc_json_strict(const char *p, size_t len);
+static const char *cc_json_scalar(const char *p, const char *last);
+static const char *cc_json_string(const char *p, const char *last);
+static const char *cc_json_number(const char *p, const char *last);
+static const char *cc_json_digits(const char *p, const char *last);
 static const cJSON *cc_json_child(const cJSON *obj, const char *key,
     size_t len);
 static void cc_json_value(const cJSON *item, cc_val_t *v);
@@ -22,7 +24,7 @@ cc_json_parse(const char *body, size_t len, char *tmp)
     cJSON       *root;
     const char  *end;
 
-    if (len == 0 || cc_json_has_nul(body, len)) {
+    if (!cc_json_strict(body, len)) {
         return NULL;
     }
 
@@ -89,39 +91,279 @@ cc_json_extract(const cJSON *root, const cc_path_t paths[CC_FIELD_MAX],
 }
 
 
-static int
-cc_json_has_nul(const char *body, size_t len)
-{
-    const char  *p, *last;
+/*
+ * RFC 8259, strictly, before cJSON sees a body.  cJSON reads 012 as 12
+ * and 1. as 1, and turns a bad \u escape into a NUL that ends the string
+ * ("sora-2\uZZZZ-pro" would be priced as "sora-2"): a gateway must not
+ * price a reading of the body the backend may not share.  Refuses \u0000
+ * too (cJSON strings end at a NUL), and nesting deeper than cJSON allows.
+ */
 
-    if (memchr(body, '\0', len) != NULL) {
-        return 1;
+typedef enum {
+    CC_J_VALUE = 0,
+    CC_J_VALUE_OR_CLOSE,        /* after '[' */
+    CC_J_KEY_OR_CLOSE,          /* after '{' */
+    CC_J_KEY,
+    CC_J_COLON,
+    CC_J_AFTER                  /* after a value */
+} cc_json_expect_e;
+
+
+static int
+cc_json_strict(const char *p, size_t len)
+{
+    char              stack[CJSON_NESTING_LIMIT];  /* '}' or ']' */
+    size_t            depth;
+    const char       *last;
+    cc_json_expect_e  expect;
+
+    last = p + len;
+    depth = 0;
+    expect = CC_J_VALUE;
+
+    /* a UTF-8 byte order mark may be ignored (RFC 8259, 8.1); cJSON does */
+    if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
+        p += 3;
     }
 
-    /*
-     * Outside strings a backslash fails the parse anyway; inside, each
-     * escape is two characters, so skipping them finds every "\u0000".
-     */
+    for ( ;; ) {
+        while (p < last && (*p == ' ' || *p == '\t' || *p == '\n'
+                            || *p == '\r'))
+        {
+            p++;
+        }
 
-    last = body + len;
+        if (p == last) {
+            return depth == 0 && expect == CC_J_AFTER;
+        }
 
-    for (p = body; p < last; p += 2) {
-        p = memchr(p, '\\', (size_t) (last - p));
+        switch (expect) {
 
-        if (p == NULL) {
-            return 0;
+        case CC_J_VALUE_OR_CLOSE:
+        case CC_J_KEY_OR_CLOSE:
+            if (*p == stack[depth - 1]) {
+                depth--;
+                p++;
+                expect = CC_J_AFTER;
+                break;
+            }
+
+            if (expect == CC_J_KEY_OR_CLOSE) {
+                goto key;
+            }
+
+            /* fall through */
+
+        case CC_J_VALUE:
+            if (*p == '{' || *p == '[') {
+                if (depth == CJSON_NESTING_LIMIT) {
+                    return 0;
+                }
+
+                stack[depth++] = (*p == '{') ? '}' : ']';
+                expect = (*p == '{') ? CC_J_KEY_OR_CLOSE : CC_J_VALUE_OR_CLOSE;
+                p++;
+                break;
+            }
+
+            p = cc_json_scalar(p, last);
+            if (p == NULL) {
+                return 0;
+            }
+
+            expect = CC_J_AFTER;
+            break;
+
+        case CC_J_KEY:
+        key:
+            if (*p != '"') {
+                return 0;
+            }
+
+            p = cc_json_string(p, last);
+            if (p == NULL) {
+                return 0;
+            }
+
+            expect = CC_J_COLON;
+            break;
+
+        case CC_J_COLON:
+            if (*p != ':') {
+                return 0;
+            }
+
+            p++;
+            expect = CC_J_VALUE;
+            break;
+
+        default: /* CC_J_AFTER */
+            if (depth == 0) {
+                return 0;
+            }
+
+            if (*p == ',') {
+                p++;
+                expect = (stack[depth - 1] == '}') ? CC_J_KEY : CC_J_VALUE;
+                break;
+            }
+
+            if (*p != stack[depth - 1]) {
+                return 0;
+            }
+
+            depth--;
+            p++;
+            break;
+        }
+    }
+}
+
+
+/* a string, number or literal at p; the end of it, or NULL */
+
+static const char *
+cc_json_scalar(const char *p, const char *last)
+{
+    size_t  n;
+
+    if (*p == '"') {
+        return cc_json_string(p, last);
+    }
+
+    if (*p == '-' || (*p >= '0' && *p <= '9')) {
+        return cc_json_number(p, last);
+    }
+
+    n = (size_t) (last - p);
+
+    if (n >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) {
+        return p + 4;
+    }
+
+    if (n >= 5 && memcmp(p, "false", 5) == 0) {
+        return p + 5;
+    }
+
+    return NULL;
+}
+
+
+static const char *
+cc_json_string(const char *p, const char *last)
+{
+    int            i;
+    unsigned char  c;
+
+    for (p++; p < last; p++) {
+        c = (unsigned char) *p;
+
+        if (c == '"') {
+            return p + 1;
+        }
+
+        if (c < 0x20) {
+            return NULL;
+        }
+
+        if (c != '\\') {
+            continue;
         }
 
         if (last - p < 2) {
-            return 0;
+            return NULL;
         }
 
-        if (last - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) {
-            return 1;
+        switch (p[1]) {
+
+        case '"': case '\\': case '/': case 'b':
+        case 'f': case 'n': case 'r': case 't':
+            p++;
+            break;
+
+        case 'u':
+            if (last - p < 6 || memcmp(p + 2, "0000", 4) == 0) {
+                return NULL;
+            }
+
+            for (i = 2; i < 6; i++) {
+                c = (unsigned char) p[i];
+
+                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+                      || (c >= 'A' && c <= 'F')))
+                {
+                    return NULL;
+                }
+            }
+
+            p += 5;
+            break;
+
+        default:
+            return NULL;
         }
     }
 
-    return 0;
+    return NULL;
+}
+
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+
+static const char *
+cc_json_number(const char *p, const char *last)
+{
+    if (*p == '-') {
+        p++;
+    }
+
+    if (p == last || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        p = cc_json_digits(p, last);
+    }
+
+    if (p < last && *p == '.') {
+        p++;
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NULL;
+        }
+
+        p = cc_json_digits(p, last);
+    }
+
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NULL;
+        }
+
+        p = cc_json_digits(p, last);
+    }
+
+    return p;
+}
+
+
+static const char *
+cc_json_digits(const char *p, const char *last)
+{
+    while (p < last && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    return p;
 }
 
 

@@ -59,6 +59,7 @@ typedef struct {
 
 static int cc_mp_param(const char **pp, const char *end, cc_mp_param_t *prm);
 static const char *cc_mp_ows(const char *p, const char *end);
+static int cc_mp_ctl(char c);
 static int cc_mp_eq(const char *s, size_t len, const char *lit);
 static int cc_mp_prefix(const char *s, size_t len, const char *lit);
 static int cc_mp_after_crlf(const char *p, const char *start);
@@ -203,7 +204,9 @@ cc_mp_param(const char **pp, const char *end, cc_mp_param_t *prm)
     prm->name = p;
 
     while (p < end && *p != '=' && *p != ';' && *p != ' ' && *p != '\t') {
-        p++;
+        if (cc_mp_ctl(*p++)) {
+            return -1;
+        }
     }
 
     prm->name_len = (size_t) (p - prm->name);
@@ -220,6 +223,11 @@ cc_mp_param(const char **pp, const char *end, cc_mp_param_t *prm)
         prm->val = ++p;
 
         while (p < end && *p != '"') {
+            /* "seconds\0": a backend may stop reading the name at the NUL */
+            if (cc_mp_ctl(*p) && *p != '\t') {
+                return -1;
+            }
+
             if (*p == '\\') {
                 if (p + 1 == end) {
                     return -1;
@@ -242,7 +250,9 @@ cc_mp_param(const char **pp, const char *end, cc_mp_param_t *prm)
         prm->val = p;
 
         while (p < end && *p != ';' && *p != ' ' && *p != '\t') {
-            p++;
+            if (cc_mp_ctl(*p++)) {
+                return -1;
+            }
         }
 
         prm->val_len = (size_t) (p - prm->val);
@@ -266,6 +276,15 @@ cc_mp_ows(const char *p, const char *end)
     }
 
     return p;
+}
+
+
+/* a control byte: never part of a parameter */
+
+static int
+cc_mp_ctl(char c)
+{
+    return (unsigned char) c < 0x20 || c == 0x7f;
 }
 
 

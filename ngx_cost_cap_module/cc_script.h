@@ -5,7 +5,8 @@
  * ARGV[2] = "1" for dry run else "0", then one (window name, limit in
  * micro-USD) pair per window.  The script reads TIME, builds each window's
  * key, and increments every key by the estimate unless some window would
- * cross its limit (in dry run it increments all anyway).  Reply:
+ * cross its limit (in dry run it increments all anyway, up to 9e18, where
+ * a counter stops growing rather than fail the script).  Reply:
  * [admitted 0|1, now, then per window: period, spent before, window end].
  *
  * settle: KEYS[1] = prefix, ARGV[1] = signed delta (micro-USD), then

@@ -644,6 +644,12 @@ ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         goto invalid;
     }
 
+    /* Redis' Lua counts in doubles: amounts stay exact up to 2^53 */
+    if (ctx->estimate.cost > NGX_HTTP_COST_CAP_MAX_AMOUNT) {
+        bad = CC_FIELD_NONE;
+        goto invalid;
+    }
+
     ctx->estimated = 1;
     ctx->rule = &m[i];
     ctx->conf = lcf;

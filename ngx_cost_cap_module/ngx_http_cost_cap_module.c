@@ -16,6 +16,7 @@ static char *ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_uint_t ngx_http_cost_cap_secret_name(ngx_str_t *name);
 static char *ngx_http_cost_cap_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -505,6 +506,7 @@ ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_cost_cap_main_conf_t *cmcf = conf;
 
+    u_char      *eq;
     ngx_str_t   *value, s;
     ngx_url_t    u;
     ngx_int_t    n;
@@ -578,7 +580,7 @@ ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             t = &cmcf->connect_timeout;
 
         } else {
-            goto invalid;
+            goto unknown;
         }
 
         *t = ngx_parse_time(&s, 0);
@@ -597,15 +599,50 @@ ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
-    /* never echo a password back */
-    if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-        ngx_str_set(&value[i], "password=");
-    }
-
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" of \"cost_cap_redis\"",
                        &value[i]);
     return NGX_CONF_ERROR;
+
+unknown:
+
+    /* a misspelt password ("Password=", "passwd=") keeps its value hidden */
+    eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+    s.data = value[i].data;
+    s.len = eq ? (size_t) (eq - s.data) : value[i].len;
+
+    if (ngx_http_cost_cap_secret_name(&s)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown parameter \"%V=...\" of "
+                           "\"cost_cap_redis\"", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown parameter \"%V\" of \"cost_cap_redis\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_uint_t
+ngx_http_cost_cap_secret_name(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    static char  *secret[] = { "pass", "pw", "secret", "auth", "token",
+                               "cred", "key" };
+
+    for (i = 0; i < sizeof(secret) / sizeof(secret[0]); i++) {
+        if (ngx_strlcasestrn(name->data, name->data + name->len,
+                             (u_char *) secret[i], ngx_strlen(secret[i]) - 1)
+            != NULL)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -27,7 +27,8 @@ package CostCap::Test;
 #                          [CODE, BODY, HEADERS] (missing items default to
 #                          the block's) or a hash with keys code, body,
 #                          headers, request, json, response_headers,
-#                          label (a name for its checks)
+#                          label (a name for its checks); the block's
+#                          response_headers(_like) hold for every request
 #   --- error_code         expected status
 #   --- response_headers   "Name: value" (exact; "V~N": within N below V),
 #                          "!Name" (absent)
@@ -1166,9 +1167,10 @@ sub _block_requests {
                                  && ref $items[0][0];
         @list = ();
         for my $it (@items) {
+            # the block's header checks hold for each request; the rest
+            # is per request
             my %r = (%base, map { $_ => undef }
-                     qw(code response_headers response_headers_like
-                        response_body response_body_like json));
+                     qw(code response_body response_body_like json));
             if (ref $it eq 'ARRAY') {
                 my ($c, $b, $h) = @$it;
                 $r{code} = $c;
