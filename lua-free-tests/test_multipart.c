@@ -619,6 +619,10 @@ test_control_bytes(void **state)
                                               names, vals), -1);
     }
 
+    /* an empty body, or one shorter than its delimiter */
+    assert_int_equal(cc_multipart_extract("", 0, "b", 1, names, vals), -1);
+    assert_int_equal(cc_multipart_extract("--", 2, "b", 1, names, vals), -1);
+
     n = snprintf(body, sizeof(body), "--b\r\nContent-Disposition: form-data;"
                  " name=\"sec\tonds\"\r\n\r\n12\r\n--b--\r\n");
     assert_int_equal(cc_multipart_extract(body, (size_t) n, "b", 1, names,

@@ -145,6 +145,10 @@ cc_multipart_extract(const char *body, size_t len, const char *boundary,
     memcpy(ctx.dash, "--", 2);
     memcpy(ctx.dash + 2, boundary, blen);
 
+    if (len < ctx.dlen) {
+        return -1;
+    }
+
     /* the first delimiter may open the body, without its CRLF */
     q = memmem(body, len, ctx.dash, ctx.dlen);
 

@@ -409,7 +409,8 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    ngx_str_null(body);
+    /* never NULL, even empty: the core hands it to memchr() and kin */
+    ngx_str_set(body, "");
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
         return NGX_OK;
