@@ -54,6 +54,7 @@ typedef struct {
     unsigned                         slow:1;
     unsigned                         erred:1;
     unsigned                         connected:1;   /* tried before */
+    unsigned                         forced:1;      /* shutdown timeout */
 
     ngx_http_cost_cap_main_conf_t   *conf;
 } ngx_http_cost_cap_redis_t;
@@ -630,6 +631,13 @@ ngx_http_cost_cap_redis_read_handler(ngx_event_t *rev)
     c = rev->data;
     rds = c->data;
 
+    /* worker_shutdown_timeout closes every connection this way: no waiting */
+    if (c->close) {
+        rds->forced = 1;
+        ngx_http_cost_cap_redis_fail(rds, "worker shutting down");
+        return;
+    }
+
     if (rds->state == NGX_HTTP_COST_CAP_REDIS_CONNECTING) {
         /* an error, or Redis talking first: let the write side decide */
         ngx_http_cost_cap_redis_write_handler(c->write);
@@ -946,7 +954,9 @@ ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
 
     left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
 
-    if (rds->nretry >= NGX_HTTP_COST_CAP_MAX_RETRY || left <= 0) {
+    if (rds->nretry >= NGX_HTTP_COST_CAP_MAX_RETRY || left <= 0
+        || rds->forced)
+    {
         return NGX_DECLINED;
     }
 
