@@ -255,8 +255,37 @@ cc_json_string(const char *p, const char *last)
     int            i;
     unsigned char  c;
 
+    /* the bytes a string cannot simply contain: '"', '\\', controls */
+    static const unsigned char  special[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+    };
+
     for (p++; p < last; p++) {
+
+        /* a prompt is mostly plain text: skip it four bytes at a time */
+        while (last - p >= 4
+               && !(special[(unsigned char) p[0]]
+                    | special[(unsigned char) p[1]]
+                    | special[(unsigned char) p[2]]
+                    | special[(unsigned char) p[3]]))
+        {
+            p += 4;
+        }
+
+        if (p == last) {
+            break;
+        }
+
         c = (unsigned char) *p;
+
+        if (!special[c]) {
+            continue;
+        }
 
         if (c == '"') {
             return p + 1;
