@@ -233,6 +233,93 @@ test_resp_command(void **state)
 }
 
 
+/* the arena builds the same trees as hiredis' own objects */
+
+static void
+same_tree(const redisReply *a, const redisReply *b)
+{
+    size_t  i;
+
+    assert_int_equal(a->type, b->type);
+    assert_int_equal(a->integer, b->integer);
+    assert_int_equal(a->len, b->len);
+    assert_int_equal(a->elements, b->elements);
+
+    if (a->str) {
+        assert_memory_equal(a->str, b->str, a->len + 1);
+    }
+
+    for (i = 0; i < a->elements; i++) {
+        same_tree(a->element[i], b->element[i]);
+    }
+}
+
+
+static void
+test_reply_arena(void **state)
+{
+    int           rc;
+    char         *big;
+    void         *ra, *rb;
+    size_t        i, n;
+    redisReader  *a, *b;
+
+    static const char  *in[] = {
+        ":1\r\n", "+OK\r\n", "-NOSCRIPT No matching script\r\n", "$-1\r\n",
+        "*-1\r\n", "*0\r\n", "$3\r\nabc\r\n",
+        "*8\r\n:1\r\n:1764180000\r\n$8\r\n20261126\r\n:0\r\n:1764201600\r\n"
+        "$6\r\n202611\r\n$-1\r\n:1764547200\r\n",
+        "*2\r\n*2\r\n:1\r\n*1\r\n$1\r\nx\r\n:3\r\n"
+    };
+
+    for (i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        a = redisReaderCreateWithFunctions(&cc_reply_functions);
+        b = redisReaderCreate();
+
+        /* fed in two pieces: a reply may be built across reads */
+        n = strlen(in[i]) / 2;
+        assert_int_equal(redisReaderFeed(a, in[i], n), REDIS_OK);
+        assert_int_equal(redisReaderGetReply(a, &ra), REDIS_OK);
+        assert_int_equal(redisReaderFeed(a, in[i] + n, strlen(in[i]) - n),
+                         REDIS_OK);
+        assert_int_equal(redisReaderGetReply(a, &ra), REDIS_OK);
+        assert_non_null(ra);
+
+        redisReaderFeed(b, in[i], strlen(in[i]));
+        assert_int_equal(redisReaderGetReply(b, &rb), REDIS_OK);
+
+        same_tree(ra, rb);
+        cc_reply_free(ra);
+        freeReplyObject(rb);
+        redisReaderFree(a);
+        redisReaderFree(b);
+    }
+
+    /* larger than the arena: the rest comes from malloc, freed one by one */
+    n = 100000;
+    big = malloc(n + 64);
+    assert_non_null(big);
+    rc = sprintf(big, "*2\r\n$%zu\r\n", n);
+    memset(big + rc, 'x', n);
+    memcpy(big + rc + n, "\r\n:7\r\n", 6);
+
+    a = redisReaderCreateWithFunctions(&cc_reply_functions);
+    assert_int_equal(redisReaderFeed(a, big, rc + n + 6), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(a, &ra), REDIS_OK);
+    assert_non_null(ra);
+    assert_int_equal(((redisReply *) ra)->element[0]->len, n);
+    assert_int_equal(((redisReply *) ra)->element[1]->integer, 7);
+    cc_reply_free(ra);
+
+    /* a reply cut short is freed with the reader */
+    assert_int_equal(redisReaderFeed(a, "*3\r\n:1\r\n", 8), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(a, &ra), REDIS_OK);
+    assert_null(ra);
+    redisReaderFree(a);
+    free(big);
+}
+
+
 int
 main(void)
 {
@@ -241,6 +328,7 @@ main(void)
         cmocka_unit_test(test_reply_bad),
         cmocka_unit_test(test_scripts_present),
         cmocka_unit_test(test_resp_command),
+        cmocka_unit_test(test_reply_arena),
     };
 
     return cmocka_run_group_tests_name("cc_script", tests, NULL, NULL);

@@ -5,9 +5,40 @@
  * string.format(): the script runs once per priced request, inside Redis.
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cc_script.h"
+
+
+#define CC_ARENA_SIZE  16384
+
+
+static void *cc_reply_alloc(size_t size);
+static int cc_reply_in_arena(const void *p);
+static redisReply *cc_reply_new(const redisReadTask *task, int type);
+static void *cc_reply_string(const redisReadTask *task, char *str,
+    size_t len);
+static void *cc_reply_array(const redisReadTask *task, int elements);
+static void *cc_reply_integer(const redisReadTask *task, long long value);
+static void *cc_reply_nil(const redisReadTask *task);
+static void cc_reply_free_tree(redisReply *r);
+
+
+redisReplyObjectFunctions  cc_reply_functions = {
+    cc_reply_string,
+    cc_reply_array,
+    cc_reply_integer,
+    cc_reply_nil,
+    cc_reply_free
+};
+
+static union {
+    long double     align;
+    unsigned char   bytes[CC_ARENA_SIZE];
+} cc_arena;
+
+static size_t  cc_arena_used;
 
 
 const char  cc_script_reserve[] =
@@ -197,4 +228,167 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     }
 
     return 0;
+}
+
+
+static void *
+cc_reply_alloc(size_t size)
+{
+    void  *p;
+
+    size = (size + 15) & ~(size_t) 15;
+
+    if (size > CC_ARENA_SIZE - cc_arena_used) {
+        return calloc(1, size);
+    }
+
+    p = cc_arena.bytes + cc_arena_used;
+    cc_arena_used += size;
+    memset(p, 0, size);
+
+    return p;
+}
+
+
+static int
+cc_reply_in_arena(const void *p)
+{
+    return (const unsigned char *) p >= cc_arena.bytes
+           && (const unsigned char *) p < cc_arena.bytes + CC_ARENA_SIZE;
+}
+
+
+/* a node, linked into its parent array as hiredis' own objects are */
+
+static redisReply *
+cc_reply_new(const redisReadTask *task, int type)
+{
+    redisReply  *r, *parent;
+
+    r = cc_reply_alloc(sizeof(redisReply));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+cc_reply_string(const redisReadTask *task, char *str, size_t len)
+{
+    char        *buf;
+    redisReply  *r;
+
+    buf = cc_reply_alloc(len + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    r = cc_reply_new(task, task->type);
+    if (r == NULL) {
+        if (!cc_reply_in_arena(buf)) {
+            free(buf);
+        }
+
+        return NULL;
+    }
+
+    memcpy(buf, str, len);
+    buf[len] = '\0';
+    r->str = buf;
+    r->len = len;
+
+    return r;
+}
+
+
+static void *
+cc_reply_array(const redisReadTask *task, int elements)
+{
+    redisReply  *r;
+
+    r = cc_reply_new(task, REDIS_REPLY_ARRAY);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    if (elements > 0) {
+        r->element = cc_reply_alloc((size_t) elements * sizeof(redisReply *));
+        if (r->element == NULL) {
+            return NULL;
+        }
+    }
+
+    r->elements = elements > 0 ? (size_t) elements : 0;
+
+    return r;
+}
+
+
+static void *
+cc_reply_integer(const redisReadTask *task, long long value)
+{
+    redisReply  *r;
+
+    r = cc_reply_new(task, REDIS_REPLY_INTEGER);
+    if (r) {
+        r->integer = value;
+    }
+
+    return r;
+}
+
+
+static void *
+cc_reply_nil(const redisReadTask *task)
+{
+    return cc_reply_new(task, REDIS_REPLY_NIL);
+}
+
+
+void
+cc_reply_free(void *reply)
+{
+    if (reply) {
+        cc_reply_free_tree(reply);
+    }
+
+    cc_arena_used = 0;
+}
+
+
+/* only what did not fit the arena was allocated on its own */
+
+static void
+cc_reply_free_tree(redisReply *r)
+{
+    size_t  i;
+
+    if (r->element) {
+        for (i = 0; i < r->elements; i++) {
+            if (r->element[i]) {
+                cc_reply_free_tree(r->element[i]);
+            }
+        }
+
+        if (!cc_reply_in_arena(r->element)) {
+            free(r->element);
+        }
+    }
+
+    if (r->str && !cc_reply_in_arena(r->str)) {
+        free(r->str);
+    }
+
+    if (!cc_reply_in_arena(r)) {
+        free(r);
+    }
 }

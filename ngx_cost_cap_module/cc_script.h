@@ -43,6 +43,17 @@ extern const char  cc_script_settle[];
 
 
 /*
+ * Reply objects for redisReaderCreateWithFunctions(): the same redisReply
+ * trees, built in one static arena instead of a calloc() per element.
+ * One reply is alive at a time (the reader builds the next one only when
+ * asked); cc_reply_free() frees it and resets the arena.  A reply larger
+ * than the arena falls back to malloc() for what does not fit.
+ */
+extern redisReplyObjectFunctions  cc_reply_functions;
+
+void cc_reply_free(void *reply);
+
+/*
  * Writes the RESP encoding of a command (what redisFormatCommandArgv
  * makes, without its allocation and sprintf) to buf and returns its
  * length; with buf NULL, only returns the length.

@@ -374,7 +374,7 @@ ngx_http_cost_cap_redis_connect(ngx_http_cost_cap_redis_t *rds)
     c->read->handler = ngx_http_cost_cap_redis_read_handler;
     c->write->handler = ngx_http_cost_cap_redis_write_handler;
 
-    rds->reader = redisReaderCreate();
+    rds->reader = redisReaderCreateWithFunctions(&cc_reply_functions);
     if (rds->reader == NULL) {
         ngx_http_cost_cap_redis_fail(rds, "out of memory");
         return NGX_ERROR;
@@ -716,7 +716,7 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
         reply = p;
 
         if (ngx_queue_empty(&rds->ops)) {
-            freeReplyObject(reply);
+            cc_reply_free(reply);
             ngx_http_cost_cap_redis_fail(rds, "unexpected reply");
             return NGX_ERROR;
         }
@@ -754,7 +754,7 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
             op->handler(op, reply);
         }
 
-        freeReplyObject(reply);
+        cc_reply_free(reply);
         ngx_http_cost_cap_redis_free_op(op);
     }
 }
@@ -774,7 +774,7 @@ ngx_http_cost_cap_redis_error(ngx_http_cost_cap_redis_t *rds,
         ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
                       "cost_cap: redis %s failed: %*s",
                       (char *) op->data, (size_t) reply->len, reply->str);
-        freeReplyObject(reply);
+        cc_reply_free(reply);
         ngx_http_cost_cap_redis_free_op(op);
         ngx_http_cost_cap_redis_fail(rds, "handshake failed");
         return NGX_ERROR;
@@ -785,7 +785,7 @@ ngx_http_cost_cap_redis_error(ngx_http_cost_cap_redis_t *rds,
         && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
     {
         /* the scripts were flushed: load them and send op again */
-        freeReplyObject(reply);
+        cc_reply_free(reply);
         op->retried = 1;
         ngx_http_cost_cap_redis_load_scripts(rds);
 
