@@ -442,6 +442,7 @@ sub new {
         dir => $dir,
         port => $o{port} || CostCap::Test::free_port(),
         backend_port => $o{backend_port} || CostCap::Test::free_port(),
+        fixed_ports => $o{port} || $o{backend_port},
     }, $class;
     $self->{conf} = $self->_conf;
     CostCap::Test::_spit("$dir/nginx.conf", $self->{conf});
@@ -451,6 +452,13 @@ sub new {
 
 sub port { $_[0]{port} }
 sub backend_port { $_[0]{backend_port} }
+
+sub _port_taken {
+    my $self = shift;
+    my $log = CostCap::Test::_slurp("$self->{dir}/nginx.out")
+            . CostCap::Test::_slurp("$self->{dir}/error.log");
+    return $log =~ /bind\(\) to \S+ failed \(98/;
+}
 sub dir { $_[0]{dir} }
 
 sub expand {
@@ -552,18 +560,34 @@ sub test_config {
 }
 
 sub start {
-    my $self = shift;
+    my ($self, $attempt) = @_;
     my $d = $self->{dir};
     $self->{pid} = CostCap::Test::_spawn('nginx', "$d/nginx.out",
         CostCap::Test::nginx_bin(), '-p', "$d/", '-c', "$d/nginx.conf");
+    unlink "$d/nginx.pid";
     my $ok = CostCap::Test::poll_until(sub {
         return -1 unless CostCap::Test::_alive($self->{pid});
+        return -2 if $self->_port_taken;
+        # nginx writes its pid file once its ports are bound: until then
+        # the port may answer for another test's server
+        return 0 unless -s "$d/nginx.pid";
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $self->{port},
                                       Proto => 'tcp') or return 0;
         close $s;
         return 1;
     }, $ENV{COST_CAP_START_TIMEOUT} || 5);
+    $ok = -2 if $ok != 1 && $self->_port_taken;
+    if ($ok == -2 && ($attempt // 0) < 3 && !$self->{fixed_ports}) {
+        # a free port was taken by a parallel test meanwhile: new ports
+        $self->stop;
+        $self->{port} = CostCap::Test::free_port();
+        $self->{backend_port} = CostCap::Test::free_port();
+        $self->{conf} = $self->_conf;
+        unlink "$d/error.log", "$d/nginx.out";
+        CostCap::Test::_spit("$d/nginx.conf", $self->{conf});
+        return $self->start(($attempt // 0) + 1);
+    }
     if ($ok != 1) {
         my $log = CostCap::Test::_slurp("$d/nginx.out")
                 . CostCap::Test::_slurp("$d/error.log");
