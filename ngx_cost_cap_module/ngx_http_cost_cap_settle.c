@@ -10,6 +10,10 @@
 #include "ngx_http_cost_cap_module.h"
 
 
+/* how long a settlement waits for an unreachable Redis */
+#define NGX_HTTP_COST_CAP_SETTLE_DEADLINE  30000
+
+
 static ngx_int_t ngx_http_cost_cap_delta(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, int64_t *delta);
 static void ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix,
@@ -19,10 +23,6 @@ static void ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
 static void ngx_http_cost_cap_settle_log(ngx_log_t *log,
     ngx_http_cost_cap_op_t *op, const char *what);
-
-
-/* how long a settlement waits for an unreachable Redis */
-#define NGX_HTTP_COST_CAP_SETTLE_DEADLINE  30000
 
 
 ngx_int_t
