@@ -760,19 +760,16 @@ ngx_http_cost_cap_reserve(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     op->prefix_len = cc_key_prefix((char *) ctx->tenant.data, ctx->tenant.len,
                                    (char *) op->prefix);
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = (char *) ngx_http_cost_cap_sha_reserve.data;
-    argvlen[1] = ngx_http_cost_cap_sha_reserve.len;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) op->prefix;
-    argvlen[3] = op->prefix_len;
-    argv[4] = (char *) est;
-    argvlen[4] = ngx_sprintf(est, "%L", ctx->estimate.cost) - est;
-    argv[5] = op->dry ? "1" : "0";
-    argvlen[5] = 1;
-    argc = 6;
+    argc = ngx_http_cost_cap_redis_script(op, &ngx_http_cost_cap_sha_reserve,
+                                          argv, argvlen);
+
+    argv[argc] = (char *) est;
+    argvlen[argc] = ngx_sprintf(est, "%L", ctx->estimate.cost) - est;
+    argc++;
+
+    argv[argc] = op->dry ? "1" : "0";
+    argvlen[argc] = 1;
+    argc++;
 
     for (i = 0; i < ctx->nwin; i++) {
         argv[argc] = cc_window_name(ctx->win[i].window);

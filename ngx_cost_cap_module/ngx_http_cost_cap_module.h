@@ -259,6 +259,8 @@ extern ngx_str_t  ngx_http_cost_cap_sha_settle;
 
 ngx_http_cost_cap_op_t *ngx_http_cost_cap_redis_op(void);
 void ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op);
+int ngx_http_cost_cap_redis_script(ngx_http_cost_cap_op_t *op,
+    ngx_str_t *sha, const char **argv, size_t *argvlen);
 ngx_int_t ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op,
     int argc, const char **argv, const size_t *argvlen);
 ngx_int_t ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle);

@@ -274,6 +274,25 @@ ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op)
  * timeout.
  */
 
+/* EVALSHA <sha> 1 <the op's key prefix>: how every script call begins */
+
+int
+ngx_http_cost_cap_redis_script(ngx_http_cost_cap_op_t *op, ngx_str_t *sha,
+    const char **argv, size_t *argvlen)
+{
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = (char *) sha->data;
+    argvlen[1] = sha->len;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) op->prefix;
+    argvlen[3] = op->prefix_len;
+
+    return 4;
+}
+
+
 static ngx_int_t
 ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op, int argc,
     const char **argv, const size_t *argvlen)

@@ -176,35 +176,6 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
     const char              *argv[5 + 2 * CC_WIN_MAX];
     ngx_http_cost_cap_op_t  *op, copy;
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = (char *) ngx_http_cost_cap_sha_settle.data;
-    argvlen[1] = ngx_http_cost_cap_sha_settle.len;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) prefix;
-    argvlen[3] = prefix_len;
-    argv[4] = (char *) d;
-    argvlen[4] = ngx_sprintf(d, "%L", delta) - d;
-    argc = 5;
-
-    for (i = 0; i < nwin; i++) {
-        argv[argc] = (char *) keys[i];
-        argvlen[argc] = ngx_sprintf(keys[i], "%s:%*s",
-                                    cc_window_name(win[i].window),
-                                    res->win[i].period_len,
-                                    res->win[i].period)
-                        - keys[i];
-        argc++;
-
-        argv[argc] = (char *) exp[i];
-        argvlen[argc] = ngx_sprintf(exp[i], "%L",
-                                    res->win[i].end
-                                    ? res->win[i].end + 86400 : 0)
-                        - exp[i];
-        argc++;
-    }
-
     op = ngx_http_cost_cap_redis_op();
     if (op == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -222,6 +193,30 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
     op->res = *res;
     op->prefix_len = prefix_len;
     ngx_memcpy(op->prefix, prefix, prefix_len);
+
+    argc = ngx_http_cost_cap_redis_script(op, &ngx_http_cost_cap_sha_settle,
+                                          argv, argvlen);
+
+    argv[argc] = (char *) d;
+    argvlen[argc] = ngx_sprintf(d, "%L", delta) - d;
+    argc++;
+
+    for (i = 0; i < nwin; i++) {
+        argv[argc] = (char *) keys[i];
+        argvlen[argc] = ngx_sprintf(keys[i], "%s:%*s",
+                                    cc_window_name(win[i].window),
+                                    res->win[i].period_len,
+                                    res->win[i].period)
+                        - keys[i];
+        argc++;
+
+        argv[argc] = (char *) exp[i];
+        argvlen[argc] = ngx_sprintf(exp[i], "%L",
+                                    res->win[i].end
+                                    ? res->win[i].end + 86400 : 0)
+                        - exp[i];
+        argc++;
+    }
 
     /* the op is freed on failure: log from a copy */
     ngx_memcpy(&copy, op, sizeof(ngx_http_cost_cap_op_t));
