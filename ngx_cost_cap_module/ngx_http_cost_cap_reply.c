@@ -85,10 +85,10 @@ ngx_int_t
 ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx)
 {
-    u_char               *body, *p, *msg, usd[3][CC_DECIMAL_MAX_LEN];
+    u_char               *body, *p, usd[3][CC_DECIMAL_MAX_LEN];
     size_t                len, l[3];
     int64_t               reset;
-    ngx_str_t             message, window;
+    ngx_str_t             window;
     cc_window_reply_t    *wr;
     ngx_http_cost_cap_win_t  *w;
 
@@ -128,25 +128,17 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
     l[1] = cc_decimal_format(wr->spent, (char *) usd[1]);
     l[2] = cc_decimal_format(ctx->estimate.cost, (char *) usd[2]);
 
-    len = sizeof("Spend cap exceeded for tenant \"\": the  window allows "
-                 " USD and  USD is spent; this request is estimated at "
-                 " USD.") - 1
-          + ctx->tenant.len + window.len + l[0] + l[1] + l[2];
-
-    msg = ngx_pnalloc(r->pool, len);
-    if (msg == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    message.data = msg;
-    message.len = ngx_sprintf(msg, "Spend cap exceeded for tenant \"%V\": "
-                              "the %V window allows %*s USD and %*s USD is "
-                              "spent; this request is estimated at %*s USD.",
-                              &ctx->tenant, &window, l[0], usd[0],
-                              l[1], usd[1], l[2], usd[2])
-                  - msg;
-
-    len = 256 + 6 * message.len + ctx->tenant.len + window.len
+    /*
+     * Written straight into the body: the tenant (see cc_tenant_valid()),
+     * the window and the amounts need no JSON escaping.
+     */
+    len = sizeof("{\"error\":{\"type\":\"insufficient_quota\",\"code\":"
+                 "\"cost_cap_exceeded\",\"message\":\"Spend cap exceeded for "
+                 "tenant \\\"\\\": the  window allows  USD and  USD is spent; "
+                 "this request is estimated at  USD.\",\"param\":null,"
+                 "\"tenant\":\"\",\"window\":\"\"") - 1
+          + 2 * (ctx->tenant.len + window.len + l[0] + l[1] + l[2])
+          + sizeof(",\"limit\":,\"spent\":,\"estimate\":,\"reset_in\":}}\n")
           + 3 * CC_DECIMAL_MAX_LEN + NGX_INT64_LEN;
 
     body = ngx_pnalloc(r->pool, len);
@@ -154,15 +146,14 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(body, "{\"error\":{\"type\":\"insufficient_quota\","
-                   "\"code\":\"cost_cap_exceeded\",\"message\":",
-                   sizeof("{\"error\":{\"type\":\"insufficient_quota\","
-                          "\"code\":\"cost_cap_exceeded\",\"message\":") - 1);
-    p = ngx_http_cost_cap_json_str(p, &message);
-
-    /* the tenant's bytes need no escaping: see cc_tenant_valid() */
-    p = ngx_sprintf(p, ",\"param\":null,\"tenant\":\"%V\",\"window\":\"%V\"",
-                    &ctx->tenant, &window);
+    p = ngx_sprintf(body, "{\"error\":{\"type\":\"insufficient_quota\","
+                    "\"code\":\"cost_cap_exceeded\",\"message\":\"Spend cap "
+                    "exceeded for tenant \\\"%V\\\": the %V window allows %*s "
+                    "USD and %*s USD is spent; this request is estimated at "
+                    "%*s USD.\",\"param\":null,\"tenant\":\"%V\","
+                    "\"window\":\"%V\"",
+                    &ctx->tenant, &window, l[0], usd[0], l[1], usd[1],
+                    l[2], usd[2], &ctx->tenant, &window);
     p = ngx_http_cost_cap_json_usd(p, "limit", w->limit);
     p = ngx_http_cost_cap_json_usd(p, "spent", wr->spent);
     p = ngx_http_cost_cap_json_usd(p, "estimate", ctx->estimate.cost);
