@@ -225,7 +225,8 @@ my $QUICK = $ASAN ? 60 : 3;
     # the worker (there is one) serves others while the slow body pends
     my $other = $n->request(@REQ, timeout => 5);
     is($other->{status}, 200, "$name: another client admitted meanwhile");
-    ok($other->{elapsed} < 0.5, sprintf("$name: ... in %.3f s",
+    # sooner than the slow body's own 1 s timeout, even on a busy machine
+    ok($other->{elapsed} < 0.9, sprintf("$name: ... in %.3f s",
                                         $other->{elapsed}));
     my $plain = $n->request(method => 'GET', uri => '/plain', timeout => 5);
     is($plain->{status}, 200, "$name: a plain request served meanwhile");
