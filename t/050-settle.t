@@ -36,7 +36,6 @@ my $SLOW_PORT = free_port();
 my $GATES = tmp_dir() . '/gates';
 mkdir $GATES or die "$GATES: $!";
 my $MAIN = $$;
-our $TODO;
 
 sub slow_serve {
     my $c = shift;
