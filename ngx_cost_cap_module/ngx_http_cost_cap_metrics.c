@@ -29,11 +29,6 @@ static ngx_uint_t  ngx_http_cost_cap_buckets[NGX_HTTP_COST_CAP_BUCKETS] = {
     250, 500, 1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000
 };
 
-static const char  *ngx_http_cost_cap_metric_results[] = {
-    "off", "admitted", "rejected", "invalid", "error", "error_open",
-    "dry_run_rejected"
-};
-
 
 /* one metrics slot per cost_cap_model pattern, shared by all locations */
 
@@ -253,8 +248,8 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
                           "# TYPE cost_cap_requests_total counter\n") - 1);
 
     for (i = 1; i < NGX_HTTP_COST_CAP_RESULTS; i++) {
-        p = ngx_sprintf(p, "cost_cap_requests_total{result=\"%s\"} %uA\n",
-                        ngx_http_cost_cap_metric_results[i], mt->results[i]);
+        p = ngx_sprintf(p, "cost_cap_requests_total{result=\"%V\"} %uA\n",
+                        &ngx_http_cost_cap_results[i], mt->results[i]);
     }
 
     p = ngx_http_cost_cap_metrics_models(p, "admitted_usd_total",

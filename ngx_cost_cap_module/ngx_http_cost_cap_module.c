@@ -212,7 +212,7 @@ static ngx_http_variable_t  ngx_http_cost_cap_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_cost_cap_results[] = {
+ngx_str_t  ngx_http_cost_cap_results[NGX_HTTP_COST_CAP_RESULTS] = {
     ngx_string("off"),
     ngx_string("admitted"),
     ngx_string("rejected"),

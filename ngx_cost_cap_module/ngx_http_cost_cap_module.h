@@ -241,6 +241,9 @@ ngx_int_t ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
 ngx_int_t ngx_http_cost_cap_set_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 
+/* $cost_cap_result and the metrics' result labels, by result */
+extern ngx_str_t  ngx_http_cost_cap_results[NGX_HTTP_COST_CAP_RESULTS];
+
 /* metrics */
 extern ngx_http_cost_cap_metrics_t  *ngx_http_cost_cap_metrics;
 

@@ -21,8 +21,9 @@ static void ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix,
     cc_reserve_reply_t *res, int64_t delta);
 static void ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
-static void ngx_http_cost_cap_settle_log(ngx_log_t *log,
-    ngx_http_cost_cap_op_t *op, const char *what);
+static void ngx_http_cost_cap_settle_log(ngx_log_t *log, u_char *prefix,
+    size_t prefix_len, size_t nwin, ngx_http_cost_cap_win_t *win,
+    cc_reserve_reply_t *res, int64_t delta, const char *what);
 
 
 ngx_int_t
@@ -174,7 +175,7 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
     size_t                   argvlen[5 + 2 * CC_WIN_MAX];
     ngx_uint_t               i;
     const char              *argv[5 + 2 * CC_WIN_MAX];
-    ngx_http_cost_cap_op_t  *op, copy;
+    ngx_http_cost_cap_op_t  *op;
 
     op = ngx_http_cost_cap_redis_op();
     if (op == NULL) {
@@ -218,11 +219,9 @@ ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
         argc++;
     }
 
-    /* the op is freed on failure: log from a copy */
-    ngx_memcpy(&copy, op, sizeof(ngx_http_cost_cap_op_t));
-
     if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) != NGX_OK) {
-        ngx_http_cost_cap_settle_log(log, &copy, "dropped: redis unavailable");
+        ngx_http_cost_cap_settle_log(log, prefix, prefix_len, nwin, win, res,
+                                     delta, "dropped: redis unavailable");
         ngx_http_cost_cap_count(settle_drops, 1);
     }
 }
@@ -245,7 +244,8 @@ ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op, redisReply *reply)
         ngx_http_cost_cap_count(settle_drops, 1);
     }
 
-    ngx_http_cost_cap_settle_log(ngx_cycle->log, op,
+    ngx_http_cost_cap_settle_log(ngx_cycle->log, op->prefix, op->prefix_len,
+                                 op->nwin, op->win, &op->res, op->estimate,
                                  reply ? "failed"
                                  : op->unsent ? "dropped: redis unavailable"
                                  : "unconfirmed: redis did not answer");
@@ -253,21 +253,22 @@ ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op, redisReply *reply)
 
 
 static void
-ngx_http_cost_cap_settle_log(ngx_log_t *log, ngx_http_cost_cap_op_t *op,
-    const char *what)
+ngx_http_cost_cap_settle_log(ngx_log_t *log, u_char *prefix,
+    size_t prefix_len, size_t nwin, ngx_http_cost_cap_win_t *win,
+    cc_reserve_reply_t *res, int64_t delta, const char *what)
 {
     u_char      keys[CC_WIN_MAX * (CC_KEY_PREFIX_MAX_LEN + 32)], *p;
     ngx_uint_t  i;
 
     p = keys;
 
-    for (i = 0; i < op->nwin; i++) {
-        p = ngx_sprintf(p, " %*s%s:%*s", op->prefix_len, op->prefix,
-                        cc_window_name(op->win[i].window),
-                        op->res.win[i].period_len, op->res.win[i].period);
+    for (i = 0; i < nwin; i++) {
+        p = ngx_sprintf(p, " %*s%s:%*s", prefix_len, prefix,
+                        cc_window_name(win[i].window),
+                        res->win[i].period_len, res->win[i].period);
     }
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "cost_cap: settlement of %L micro-USD on%*s %s",
-                  op->estimate, p - keys, keys, what);
+                  delta, p - keys, keys, what);
 }
