@@ -14,7 +14,8 @@ SRCS        := config $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h
 
 DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev libcjson-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
-               libcmocka-dev libtest-base-perl curl gcovr clang \
+               libcmocka-dev libtest-base-perl libio-socket-ssl-perl curl \
+               gcovr clang \
                libclang-rt-14-dev
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
