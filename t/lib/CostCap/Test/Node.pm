@@ -145,7 +145,7 @@ sub _command {
     }
     push @cmd, @net, '--save', '', '--appendonly', 'no',
         '--dir', $self->{dir}, '--daemonize', 'no',
-        '--shutdown-timeout', 0;
+        '--shutdown-timeout', 0, '--repl-diskless-sync-delay', 0;
     if (defined(my $p = $self->{password})) {
         push @cmd, '--requirepass', $p, '--masterauth', $p;
     }
