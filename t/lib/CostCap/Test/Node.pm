@@ -28,6 +28,8 @@ package CostCap::Test::Node;
 #   $n->running, pid, port, host, addr ("host:port"), dir, log (its output)
 #   $n->bus_port                  cluster bus port (cluster nodes)
 #   $n->client                    a cached CostCap::Test::Client
+#                                 (replaced when found closed, e.g. by
+#                                 a CLIENT KILL)
 #   $n->connect(%o)               a fresh client (timeout =>, tls => {...}
 #                                 overrides, password => ...)
 #   $n->cmd(@args)                the reply; dies on an error reply
@@ -59,6 +61,8 @@ package CostCap::Test::Node;
 #   $c->timeout(SECONDS)          reply timeout from now on
 #   $c->local_addr                "ip:port" of our end (CLIENT KILL ADDR)
 #   $c->ok_ping                   true when PING answers PONG in time
+#   $c->is_alive                  not closed by the server (no reply
+#                                 may be pending)
 
 use strict;
 use warnings;
@@ -231,6 +235,10 @@ sub connect {
 
 sub client {
     my $self = shift;
+    # a cached connection closed meanwhile (CLIENT KILL: Sentinel kills
+    # the clients of every node it reconfigures) is replaced before use
+    delete $self->{client}
+        if $self->{client} && !$self->{client}->is_alive;
     $self->{client} ||= $self->connect
         or die "cannot connect to redis $self->{name} at " . $self->addr
              . ": $CostCap::Test::Client::ERROR\n";
@@ -486,6 +494,17 @@ sub pipeline {
     my ($self, @cmds) = @_;
     $self->_write(join '', map { _encode(@$_) } @cmds);
     return map { [$self->read_reply] } @cmds;
+}
+
+# no reply is pending: anything readable now is an end (or garbage)
+sub is_alive {
+    my $self = shift;
+    my $s = $self->{sock} or return 0;
+    return 0 if length $self->{buf};
+    my $buf = '';
+    my $n = sysread $s, $buf, 1;
+    return 0 if defined $n;
+    return _would_block() ? 1 : 0;
 }
 
 sub ok_ping {
