@@ -42,6 +42,10 @@ package CostCap::Test::Node;
 #                                 HOST at once (for twins)
 #   CostCap::Test::Node->twins(%o)  two started nodes on 127.0.0.2 and
 #                                 127.0.0.3, same port (the DNS tests)
+#   CostCap::Test::Node::orphan_guard(@cmd)  @cmd wrapped so that it gets
+#                                 SIGTERM if the test process dies
+#                                 without its END block (every node is
+#                                 started so)
 #   CostCap::Test::Node::run_cmd(TIMEOUT, LOG, @cmd)  run a short command
 #                                 (redis-cli, openssl) to its end:
 #                                 (exit status, output); KILL at the bound
@@ -169,7 +173,7 @@ sub start {
     my $off = -s $out || 0;
     delete $self->{client};
     $self->{pid} = CostCap::Test::_spawn("redis $self->{name}", $out,
-                                         $self->_command);
+                                         orphan_guard($self->_command));
     my $ok = CostCap::Test::poll_until(sub {
         return -1 unless CostCap::Test::_alive($self->{pid});
         my $c = $self->connect(timeout => 1, connect_timeout => 1,
@@ -313,6 +317,20 @@ sub twins {
         $_->stop('KILL') for @n;
         die $err unless $err =~ /Address already in use/ && $attempt < 5;
     }
+}
+
+# the command, run so that it gets SIGTERM when the test process dies
+# without its END block (a signal, SIGPIPE of a closed pipe): Linux's
+# PR_SET_PDEATHSIG, set by a perl that then execs the command (same pid)
+my %PRCTL = (x86_64 => 157, aarch64 => 167);
+
+sub orphan_guard {
+    my @cmd = @_;
+    require Config;
+    my ($arch) = $Config::Config{archname} =~ /^(x86_64|aarch64)/;
+    return @cmd unless $arch && $^O eq 'linux';
+    return ($^X, '-e', "syscall($PRCTL{$arch}, 1, 15); exec {\$ARGV[0]} "
+                     . '@ARGV or die "exec $ARGV[0]: $!\n"', @cmd);
 }
 
 # run a short command to its end: (wait status, output)
