@@ -275,10 +275,10 @@ subtest 'TLS: CA, names, mutual TLS' => sub {
 };
 
 
-subtest 'TLS: Cluster' => sub {
+subtest 'TLS: Cluster, mutual TLS' => sub {
     my $t = time;
-    my $tc = CostCap::Test::Cluster->new(tls => $TLS, password => 'c-pw')
-                                    ->start;
+    my $tc = CostCap::Test::Cluster->new(tls => $TLS, password => 'c-pw',
+                                         tls_auth_clients => 'yes')->start;
     diag(sprintf 'TLS cluster started: %.2f s', time - $t);
     my @m = $tc->masters;
     is(scalar @m, 3, 'three masters over TLS');
@@ -294,6 +294,9 @@ subtest 'TLS: Cluster' => sub {
     is($tc->sum('costcap:*'), 15, 'counters intact');
     my $p = CostCap::Test::Client->new(port => $m[0], timeout => 2);
     ok(!($p && $p->ok_ping), 'no plain TCP');
+    $p = CostCap::Test::Client->new(port => $m[0], timeout => 2,
+        password => 'c-pw', tls => { ca => $TLS->ca, name => 'localhost' });
+    ok(!($p && $p->ok_ping), 'no TLS without a client certificate');
     $tc->stop;
 };
 

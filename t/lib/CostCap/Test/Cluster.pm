@@ -11,6 +11,9 @@ package CostCap::Test::Cluster;
 #     replicas      replicas per master, 1 (default)
 #     tls           a CostCap::Test::TLS: TLS only, --tls-cluster yes,
 #                   --tls-replication yes, redis-cli --tls to create it
+#     tls_auth_clients  'no' (default), 'yes' (mutual TLS: clients,
+#                   redis-cli and the nodes' own links show a
+#                   certificate of the CA) or 'optional'
 #     password      requirepass and masterauth on every node
 #     node_timeout  cluster-node-timeout in ms (default 2000)
 #     args          [extra redis-server arguments for every node]
@@ -130,6 +133,7 @@ sub new {
         masters => $o{masters} // 3,
         replicas => $o{replicas} // 1,
         tls => $o{tls},
+        tls_auth_clients => $o{tls_auth_clients},
         password => $o{password},
         node_timeout => $o{node_timeout} // 2000,
         args => $o{args} // [],
@@ -146,6 +150,7 @@ sub start {
         push @{$self->{nodes}}, CostCap::Test::Node->new(
             name => "cluster$self->{seq}-$i", cluster => 1,
             tls => $self->{tls}, password => $self->{password},
+            tls_auth_clients => $self->{tls_auth_clients},
             args => ['--cluster-node-timeout', $self->{node_timeout},
                      @{$self->{args}}])->start;
     }

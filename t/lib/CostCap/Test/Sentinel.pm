@@ -17,7 +17,10 @@ package CostCap::Test::Sentinel;
 #                       each other): the module's sentinel_password=
 #     tls               a CostCap::Test::TLS: every node and Sentinel on
 #                       TLS only, replication and Sentinel links over TLS
-#     down_after        down-after-milliseconds (default 1000)
+#     tls_auth_clients  'no' (default), 'yes' (mutual TLS everywhere)
+#     down_after        down-after-milliseconds (default 1000): a node
+#                       silent that long (DEBUG SLEEP, SIGSTOP) is failed
+#                       over
 #     failover_timeout  failover-timeout in ms (default 5000)
 #     args              [extra redis-server arguments of the data nodes]
 #   start waits until every Sentinel sees the master up, every replica
@@ -67,6 +70,7 @@ sub new {
         password => $o{password},
         sentinel_password => $o{sentinel_password},
         tls => $o{tls},
+        tls_auth_clients => $o{tls_auth_clients},
         down_after => $o{down_after} // 1000,
         failover_timeout => $o{failover_timeout} // 5000,
         args => $o{args} // [],
@@ -85,7 +89,8 @@ sub sentinel_addrs { join ' ', map { $_->addr } @{$_[0]{sentinels}} }
 sub start {
     my $self = shift;
     my $tag = "sentinel$self->{seq}";
-    my %common = (tls => $self->{tls}, password => $self->{password});
+    my %common = (tls => $self->{tls}, password => $self->{password},
+                  tls_auth_clients => $self->{tls_auth_clients});
     my $m = CostCap::Test::Node->new(%common, name => "$tag-master",
                                      args => $self->{args})->start;
     push @{$self->{data}}, $m;
@@ -107,6 +112,7 @@ sub start {
     for my $i (1 .. $self->{nsentinels}) {
         push @{$self->{sentinels}}, CostCap::Test::Node->new(
             name => "$tag-s$i", sentinel => 1, tls => $self->{tls},
+            tls_auth_clients => $self->{tls_auth_clients},
             password => $self->{sentinel_password},
             conf => $self->_sentinel_conf($m))->start;
     }
