@@ -22,7 +22,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
 export COST_CAP_NGINX  := $(NGINX)
 
-.PHONY: all deps build run test unit e2e coverage clean test-asan fuzz
+.PHONY: all deps build run test unit e2e coverage clean test-asan fuzz \
+        deb test-deb test-ops
 
 all: build
 
@@ -74,6 +75,14 @@ unit:
 
 e2e: build
 	prove -r -j2 t/
+
+# The Debian package libnginx-mod-http-cost-cap (debian/, dh-sequence-nginx
+# against Debian 12's nginx-dev) into build/deb/: ops/build-deb.sh installs
+# the build dependencies it needs.
+DEB_OUT     := $(BUILD)/deb
+
+deb:
+	sh ops/build-deb.sh $(DEB_OUT)
 
 coverage:
 	$(MAKE) -C lua-free-tests coverage
