@@ -84,6 +84,28 @@ DEB_OUT     := $(BUILD)/deb
 deb:
 	sh ops/build-deb.sh $(DEB_OUT)
 
+# promtool and prometheus from Debian's prometheus package, unpacked into
+# build/prometheus/ and not installed: its postinst would start a Prometheus
+# listening on every address.
+PROM_DIR    := $(BUILD)/prometheus
+PROMTOOL    := $(CURDIR)/$(PROM_DIR)/usr/bin/promtool
+PROMETHEUS  := $(CURDIR)/$(PROM_DIR)/usr/bin/prometheus
+
+$(PROMTOOL):
+	rm -rf $(PROM_DIR) && mkdir -p $(PROM_DIR)
+	cd $(PROM_DIR) && { apt-get download -qq -o APT::Sandbox::User=root \
+	        prometheus 2>/dev/null \
+	    || { $(SUDO) apt-get update -qq && apt-get download -qq \
+	        -o APT::Sandbox::User=root prometheus; }; }
+	dpkg-deb -x $(PROM_DIR)/prometheus_*.deb $(PROM_DIR)
+	touch $@
+
+# the rules (promtool check rules, test rules t/ops/alerts-test.yml) and the
+# dashboard (shape; every query parsed by promtool and evaluated by a real
+# Prometheus scraping nginx with the module)
+test-ops: build $(PROMTOOL)
+	PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) prove t/ops/ops.pl
+
 coverage:
 	$(MAKE) -C lua-free-tests coverage
 
