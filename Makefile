@@ -66,6 +66,8 @@ test: deps build
 	$(MAKE) fuzz
 	$(MAKE) test-asan
 	$(MAKE) e2e
+	$(MAKE) test-ops
+	$(MAKE) test-deb
 
 fuzz:
 	$(MAKE) -C lua-free-tests fuzz FUZZ_TIME=$(FUZZ_TIME)
@@ -105,6 +107,11 @@ $(PROMTOOL):
 # Prometheus scraping nginx with the module)
 test-ops: build $(PROMTOOL)
 	PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) prove t/ops/ops.pl
+
+# the package from a clean clone (HEAD), installed with apt-get, nginx -t and
+# a priced request through /usr/sbin/nginx with the packaged snippet, purged
+test-deb:
+	prove -v t/pkg/deb.pl
 
 coverage:
 	$(MAKE) -C lua-free-tests coverage

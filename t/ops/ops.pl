@@ -76,7 +76,7 @@ for my $file (@DASHBOARDS) {
     ok($d, "$name: JSON") or next;
 
     ok(($d->{schemaVersion} // 0) >= 36,
-       "$name: schemaVersion $d->{schemaVersion} (36 and up: Grafana 9.4 and newer)");
+       "$name: schemaVersion $d->{schemaVersion} (36 and up)");
     like($d->{uid} // '', qr/^[a-zA-Z0-9_-]{1,40}$/, "$name: uid");
     ok(length($d->{title} // ''), "$name: title");
     ok(!defined $d->{id}, "$name: no id of a Grafana instance");
