@@ -85,6 +85,10 @@ my $clone = "$tmp/tmp.S4xB8G/ngx_cost_cap_module";
         if length $dirty;
 }
 
+# dh-sequence-nginx runs NGINX's configure and make in /usr/share/nginx/src:
+# whatever the build generates (the config script included) belongs in
+# the build directory, not there
+CostCap::Test::_spit("$tmp/before-build", '');
 my $t = Time::HiRes::time();
 my ($built, $build_out) = sh("make -C '$clone' deb");
 ok($built, sprintf('make deb in %s (%.0f s)', $clone,
@@ -92,6 +96,8 @@ ok($built, sprintf('make deb in %s (%.0f s)', $clone,
     or diag($build_out);
 like($build_out, qr{building \Q$PKG\E \S+ in /tmp/cost-cap-deb-},
      'built away from the ".S" path');
+is(qx{find /usr/share/nginx/src -newer '$tmp/before-build'}, '',
+   'the build wrote nothing into /usr/share/nginx/src');
 
 my @debs = sort glob "$clone/build/deb/*.deb";
 my ($deb) = grep { m{/\Q$PKG\E_[^/]*\.deb$} } @debs;
