@@ -1,6 +1,7 @@
 # make test-ops: the Prometheus rules and the Grafana dashboard of ops/.
 #
 #   - promtool check rules accepts every rules file;
+#   - promtool check metrics accepts a scrape of the module;
 #   - promtool test rules passes t/ops/alerts-test.yml (each alert fires on
 #     its cause, after its `for`, and not beside it);
 #   - the dashboard is importable Grafana JSON: a current schemaVersion,
@@ -235,6 +236,17 @@ sub traffic {
 }
 
 ok(traffic(), 'traffic: admitted, actual costs, rejected, invalid, refunded');
+
+# the exposition itself passes promtool's lint (names, HELP, TYPE, units)
+{
+    my $m = $n->request(method => 'GET', uri => '/metrics', timeout => 5);
+    CostCap::Test::_spit("$tmp/scrape.txt", $m->{body} // '');
+    my $out = qx{'$PROMTOOL' check metrics < '$tmp/scrape.txt' 2>&1};
+    my $ok = $? == 0;
+    ok($ok && length($m->{body} // ''),
+       'promtool check metrics accepts the scrape')
+        or diag($out);
+}
 
 my $pport = free_port();
 my $pdir = "$tmp/prometheus";
