@@ -152,8 +152,8 @@ for my $file (@DASHBOARDS) {
 # -------------------------------------------------------------------------
 # every query is PromQL (Grafana's variables replaced as Grafana would)
 
-my %GRAFANA = ('$__rate_interval' => '10s', '$__range' => '1m',
-               '$__interval' => '5s');
+my %GRAFANA = ('$__rate_interval' => '1m', '$__range' => '2m',
+               '$__interval' => '15s');
 
 sub promql {
     my $e = shift;
