@@ -99,6 +99,14 @@ like($build_out, qr{building \Q$PKG\E \S+ in /tmp/cost-cap-deb-},
 is(qx{find /usr/share/nginx/src -newer '$tmp/before-build'}, '',
    'the build wrote nothing into /usr/share/nginx/src');
 
+# built in place, in the ".S" path, debian/rules stops with the reason
+{
+    my ($ok, $out) = sh("cd '$clone' && dpkg-buildpackage -b -us -uc");
+    ok(!$ok, 'dpkg-buildpackage in the ".S" path fails');
+    like($out, qr/the source path \S+ contains "\.S", which NGINX's auto\/make/,
+         '... naming the reason');
+}
+
 my @debs = sort glob "$clone/build/deb/*.deb";
 my ($deb) = grep { m{/\Q$PKG\E_[^/]*\.deb$} } @debs;
 ok($deb, 'the package: ' . join(' ', map { s{.*/}{}r } @debs))
