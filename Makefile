@@ -23,7 +23,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
 export COST_CAP_NGINX  := $(NGINX)
 
-.PHONY: all deps build run test unit e2e coverage clean test-asan fuzz
+.PHONY: all deps build run test unit e2e coverage clean test-asan fuzz \
+        deb test-deb test-ops
 
 all: build
 
@@ -66,6 +67,8 @@ test: deps build
 	$(MAKE) fuzz
 	$(MAKE) test-asan
 	$(MAKE) e2e
+	$(MAKE) test-ops
+	$(MAKE) test-deb
 
 fuzz:
 	$(MAKE) -C lua-free-tests fuzz FUZZ_TIME=$(FUZZ_TIME)
@@ -75,6 +78,41 @@ unit:
 
 e2e: build
 	prove -r -j2 t/
+
+# The Debian package libnginx-mod-http-cost-cap (debian/, dh-sequence-nginx
+# against Debian 12's nginx-dev) into build/deb/: ops/build-deb.sh installs
+# the build dependencies it needs.
+DEB_OUT     := $(BUILD)/deb
+
+deb:
+	sh ops/build-deb.sh $(DEB_OUT)
+
+# promtool and prometheus from Debian's prometheus package, unpacked into
+# build/prometheus/ and not installed: its postinst would start a Prometheus
+# listening on every address.
+PROM_DIR    := $(BUILD)/prometheus
+PROMTOOL    := $(CURDIR)/$(PROM_DIR)/usr/bin/promtool
+PROMETHEUS  := $(CURDIR)/$(PROM_DIR)/usr/bin/prometheus
+
+$(PROMTOOL):
+	rm -rf $(PROM_DIR) && mkdir -p $(PROM_DIR)
+	cd $(PROM_DIR) && { apt-get download -qq -o APT::Sandbox::User=root \
+	        prometheus 2>/dev/null \
+	    || { $(SUDO) apt-get update -qq && apt-get download -qq \
+	        -o APT::Sandbox::User=root prometheus; }; }
+	dpkg-deb -x $(PROM_DIR)/prometheus_*.deb $(PROM_DIR)
+	touch $@
+
+# the rules (promtool check rules, test rules t/ops/alerts-test.yml) and the
+# dashboard (shape; every query parsed by promtool and evaluated by a real
+# Prometheus scraping nginx with the module)
+test-ops: build $(PROMTOOL)
+	PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) prove t/ops/ops.pl
+
+# the package from a clean clone (HEAD), installed with apt-get, nginx -t and
+# a priced request through /usr/sbin/nginx with the packaged snippet, purged
+test-deb:
+	prove -v t/pkg/deb.pl
 
 coverage:
 	$(MAKE) -C lua-free-tests coverage

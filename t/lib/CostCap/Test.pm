@@ -562,9 +562,11 @@ sub test_config {
 sub start {
     my ($self, $attempt) = @_;
     my $d = $self->{dir};
+    # before the spawn: a busy machine may run nginx as far as writing its
+    # pid file before this process is scheduled again
+    unlink "$d/nginx.pid";
     $self->{pid} = CostCap::Test::_spawn('nginx', "$d/nginx.out",
         CostCap::Test::nginx_bin(), '-p', "$d/", '-c', "$d/nginx.conf");
-    unlink "$d/nginx.pid";
     my $ok = CostCap::Test::poll_until(sub {
         return -1 unless CostCap::Test::_alive($self->{pid});
         return -2 if $self->_port_taken;
