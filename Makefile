@@ -10,7 +10,9 @@ NGINX       ?= /usr/sbin/nginx
 BUILD       := build
 MODULE      := $(BUILD)/ngx_http_cost_cap_module.so
 NGX_BUILD   := $(BUILD)/nginx
-SRCS        := config $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h)
+LUA         := $(wildcard ngx_cost_cap_module/scripts/*.lua)
+SRCS        := config $(LUA) \
+               $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h)
 
 DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev libcjson-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
@@ -43,7 +45,8 @@ deps:
 
 build: $(MODULE)
 
-$(NGX_BUILD)/objs/Makefile: config
+# configure writes the scripts into objs/ngx_http_cost_cap_lua.h
+$(NGX_BUILD)/objs/Makefile: config $(LUA)
 	rm -rf $(NGX_BUILD)
 	mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)
@@ -124,7 +127,7 @@ ASAN_MODULE := $(ASAN_BUILD)/ngx_http_cost_cap_module.so
 ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all \
                -fno-omit-frame-pointer
 
-$(ASAN_BUILD)/nginx/objs/Makefile: config
+$(ASAN_BUILD)/nginx/objs/Makefile: config $(LUA)
 	rm -rf $(ASAN_BUILD)
 	mkdir -p $(ASAN_BUILD)/logs
 	cp -r $(NGX_SRC) $(ASAN_BUILD)/nginx

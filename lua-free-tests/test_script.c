@@ -13,12 +13,13 @@
 
 
 #define NWIN  2
+#define NEL   (4 + 2 * CC_RESERVE_WIN_MAX + 2 * CC_RESERVE_ALERT_MAX + 2)
 
 
 typedef struct {
     redisReply      top;
-    redisReply      el[2 + 3 * CC_WIN_MAX];
-    redisReply     *ptr[2 + 3 * CC_WIN_MAX];
+    redisReply      el[NEL];
+    redisReply     *ptr[NEL];
 } fake_t;
 
 
@@ -41,7 +42,11 @@ set_str(redisReply *r, const char *s)
 }
 
 
-/* [1, now, "20261126", 24900000, end, "202611", 5, end2] */
+/*
+ * What scripts/reserve.lua answers for two windows: {1, now, usec, mask,
+ * 24900000, 250000000, 5, -1}: day charged (cap 250 USD), month not
+ * enforced.
+ */
 
 static void
 fake_init(fake_t *f)
@@ -50,21 +55,21 @@ fake_init(fake_t *f)
 
     memset(f, 0, sizeof(*f));
     f->top.type = REDIS_REPLY_ARRAY;
-    f->top.elements = 2 + 3 * NWIN;
+    f->top.elements = 4 + 2 * NWIN;
     f->top.element = f->ptr;
 
-    for (i = 0; i < 2 + 3 * CC_WIN_MAX; i++) {
+    for (i = 0; i < NEL; i++) {
         f->ptr[i] = &f->el[i];
     }
 
     set_int(&f->el[0], 1);
     set_int(&f->el[1], 1795700707);
-    set_str(&f->el[2], "20261126");
-    set_int(&f->el[3], 24900000);
-    set_int(&f->el[4], 1795737600);
-    set_str(&f->el[5], "202611");
+    set_int(&f->el[2], 123456);
+    set_int(&f->el[3], 1);
+    set_int(&f->el[4], 24900000);
+    set_int(&f->el[5], 250000000);
     set_int(&f->el[6], 5);
-    set_int(&f->el[7], 1796083200);
+    set_int(&f->el[7], -1);
 }
 
 
@@ -76,37 +81,79 @@ test_reply_ok(void **state)
 
     fake_init(&f);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
-    assert_int_equal(out.admitted, 1);
+    assert_int_equal(out.status, CC_RESERVE_ADMITTED);
     assert_int_equal(out.now, 1795700707);
+    assert_int_equal(out.usec, 123456);
+    assert_int_equal(out.mask, 1);
     assert_int_equal(out.nwin, NWIN);
-    assert_int_equal(out.win[0].period_len, 8);
-    assert_memory_equal(out.win[0].period, "20261126", 8);
     assert_int_equal(out.win[0].spent, 24900000);
-    assert_int_equal(out.win[0].end, 1795737600);
-    assert_int_equal(out.win[1].period_len, 6);
-    assert_memory_equal(out.win[1].period, "202611", 6);
+    assert_int_equal(out.win[0].cap, 250000000);
     assert_int_equal(out.win[1].spent, 5);
-    assert_int_equal(out.win[1].end, 1796083200);
+    assert_int_equal(out.win[1].cap, -1);
+    assert_int_equal(out.nalerts, 0);
 
-    /* rejected; "all" with end 0; a period of the largest size */
+    /* refused: nothing charged */
     set_int(&f.el[0], 0);
-    set_str(&f.el[2], "all");
-    set_int(&f.el[4], 0);
-    set_str(&f.el[5], "202611261345");
+    set_int(&f.el[3], 0);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
-    assert_int_equal(out.admitted, 0);
-    assert_int_equal(out.win[0].end, 0);
-    assert_int_equal(out.win[1].period_len, CC_PERIOD_MAX_LEN);
+    assert_int_equal(out.status, CC_RESERVE_REFUSED);
+    assert_int_equal(out.mask, 0);
 
-    /* only 1 admits */
-    set_int(&f.el[0], 2);
+    /* two thresholds crossed: window 1 at 50 and 80 percent */
+    fake_init(&f);
+    f.top.elements += 4;
+    set_int(&f.el[8], 1);
+    set_int(&f.el[9], 50);
+    set_int(&f.el[10], 1);
+    set_int(&f.el[11], 80);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
-    assert_int_equal(out.admitted, 0);
+    assert_int_equal(out.nalerts, 2);
+    assert_int_equal(out.alerts[0].window, 0);
+    assert_int_equal(out.alerts[0].percent, 50);
+    assert_int_equal(out.alerts[1].percent, 80);
 
     /* no windows at all */
-    f.top.elements = 2;
+    fake_init(&f);
+    set_int(&f.el[3], 0);
+    f.top.elements = 4;
     assert_int_equal(cc_reserve_reply_parse(&f.top, 0, &out), 0);
     assert_int_equal(out.nwin, 0);
+
+    /* the short answers: periods not current, cancelled, replayed */
+    fake_init(&f);
+    f.top.elements = 3;
+    set_int(&f.el[0], CC_RESERVE_STALE);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.status, CC_RESERVE_STALE);
+    assert_int_equal(out.now, 1795700707);
+    set_int(&f.el[0], CC_RESERVE_CANCELLED);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.mask, 0);
+    set_int(&f.el[0], CC_RESERVE_REPLAY);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+
+    /* applied before (a resend): its mask */
+    fake_init(&f);
+    f.top.elements = 4;
+    set_int(&f.el[0], CC_RESERVE_APPLIED);
+    set_int(&f.el[3], 3);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.mask, 3);
+
+    /* idempotency key of another price: the first estimate */
+    set_int(&f.el[0], CC_RESERVE_CONFLICT);
+    set_int(&f.el[3], 77415);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.extra, 77415);
+    assert_int_equal(out.mask, 0);
+
+    /* a malformed cap: window 2 (from 1) and its value */
+    f.top.elements = 5;
+    set_int(&f.el[0], CC_RESERVE_BAD_CAP);
+    set_int(&f.el[3], 2);
+    set_str(&f.el[4], "12x");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.extra, 1);
 }
 
 
@@ -127,12 +174,26 @@ test_reply_bad(void **state)
 
     /* wrong count of elements, or of windows asked for */
     fake_init(&f);
-    f.top.elements = 2 + 3 * NWIN - 1;
+    f.top.elements = 4 + 2 * NWIN - 1;
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
     fake_init(&f);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN + 1, &out), -1);
-    assert_int_equal(cc_reserve_reply_parse(&f.top, CC_WIN_MAX + 1, &out),
+    assert_int_equal(cc_reserve_reply_parse(&f.top, CC_RESERVE_WIN_MAX + 1,
+                                            &out),
                      -1);
+
+    /* an odd alert list */
+    fake_init(&f);
+    f.top.elements++;
+    set_int(&f.el[8], 1);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+
+    /* an alert on a window that does not exist */
+    fake_init(&f);
+    f.top.elements += 2;
+    set_int(&f.el[8], 3);
+    set_int(&f.el[9], 80);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
     set_str(&f.el[0], "1");
@@ -143,48 +204,32 @@ test_reply_bad(void **state)
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_int(&f.el[2], 20261126);
+    set_str(&f.el[4], "24900000");
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_str(&f.el[5], "");
+    set_int(&f.el[4], -1);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_str(&f.el[5], "2026112613450");
+    set_int(&f.el[5], -2);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_str(&f.el[3], "24900000");
+    set_int(&f.el[3], -1);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_int(&f.el[6], -1);
+    set_int(&f.el[0], 7);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
-    set_int(&f.el[7], -1);
-    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
-
-    fake_init(&f);
-    f.el[4].type = REDIS_REPLY_NIL;
+    f.el[6].type = REDIS_REPLY_NIL;
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
 
     fake_init(&f);
     f.top.type = REDIS_REPLY_STATUS;
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
-}
-
-
-static void
-test_scripts_present(void **state)
-{
-    /* the reply layout the parser expects is what the script returns */
-    assert_non_null(strstr(cc_script_reserve, "local res = {0, now}"));
-    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = p"));
-    assert_non_null(strstr(cc_script_reserve, "res[3 * i + 1] = s"));
-    assert_non_null(strstr(cc_script_reserve, "res[#res + 1] = e"));
-    assert_non_null(strstr(cc_script_settle, "INCRBY"));
 }
 
 
@@ -326,7 +371,6 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_reply_ok),
         cmocka_unit_test(test_reply_bad),
-        cmocka_unit_test(test_scripts_present),
         cmocka_unit_test(test_resp_command),
         cmocka_unit_test(test_reply_arena),
     };

@@ -194,6 +194,37 @@ test_window_names(void **state)
 }
 
 
+/* the period's first second: in it, and the one before is in the last */
+
+static void
+check_start(cc_window_e w, int64_t t, const char *want, int64_t end)
+{
+    char     buf[CC_PERIOD_MAX_LEN];
+    size_t   n;
+    int64_t  start, e;
+
+    start = cc_window_start(w, t);
+
+    if (w == CC_WIN_TOTAL) {
+        assert_int_equal(start, 0);
+        return;
+    }
+
+    if (start <= t - 31 * 86400LL || start > t || end <= t) {
+        fail_msg("window %d t=%lld: start %lld", (int) w, (long long) t,
+                 (long long) start);
+    }
+
+    n = cc_window_period(w, start, buf, &e);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+    assert_int_equal(e, end);
+
+    (void) cc_window_period(w, start - 1, buf, &e);
+    assert_int_equal(e, start);
+}
+
+
 static void
 check_period(cc_window_e w, int64_t t, const char *want, int64_t want_end)
 {
@@ -213,6 +244,8 @@ check_period(cc_window_e w, int64_t t, const char *want, int64_t want_end)
 
     assert_true(n <= CC_PERIOD_MAX_LEN);
     assert_int_equal(buf[CC_PERIOD_MAX_LEN], 'Z');
+
+    check_start(w, t, want, want_end);
 }
 
 

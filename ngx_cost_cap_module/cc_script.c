@@ -1,10 +1,9 @@
 /*
- * The Redis scripts.  Periods come from the Redis server's clock so that
- * every gateway agrees; dates are computed with integer civil-calendar
- * arithmetic (Redis' Lua has no os.date), and written with tostring(), not
- * string.format(): the script runs once per priced request, inside Redis.
+ * RESP commands written without hiredis' allocation and sprintf, replies
+ * of the reservation script, and reply objects in a static arena.
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,98 +38,6 @@ static union {
 } cc_arena;
 
 static size_t  cc_arena_used;
-
-
-const char  cc_script_reserve[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1])\n"
-    "local est = tonumber(ARGV[1])\n"
-    "local f = math.floor\n"
-    "local function civil(days)\n"
-    "  local z = days + 719468\n"
-    "  local era = f(z / 146097)\n"
-    "  local doe = z - era * 146097\n"
-    "  local yoe = f((doe - f(doe / 1460) + f(doe / 36524) - f(doe"
-    " / 146096)) / 365)\n"
-    "  local doy = doe - (365 * yoe + f(yoe / 4) - f(yoe / 100))\n"
-    "  local mp = f((5 * doy + 2) / 153)\n"
-    "  local m = mp < 10 and mp + 3 or mp - 9\n"
-    "  return yoe + era * 400 + (m <= 2 and 1 or 0), m, doy -"
-    " f((153 * mp + 2) / 5) + 1\n"
-    "end\n"
-    "local function dfc(y, m)\n"
-    "  if m <= 2 then y = y - 1 end\n"
-    "  local era = f(y / 400)\n"
-    "  local yoe = y - era * 400\n"
-    "  local mp = m > 2 and m - 3 or m + 9\n"
-    "  return era * 146097 + yoe * 365 + f(yoe / 4) - f(yoe / 100)"
-    " + f((153 * mp + 2) / 5) - 719468\n"
-    "end\n"
-    "local days = f(now / 86400)\n"
-    "local y, m, d = civil(days)\n"
-    "local ymd = y * 10000 + m * 100 + d\n"
-    "local res = {0, now}\n"
-    "local keys, ends = {}, {}\n"
-    "for i = 3, #ARGV, 2 do\n"
-    "  local w, p, e = ARGV[i]\n"
-    "  if w == 'day' then\n"
-    "    p, e = ymd, (days + 1) * 86400\n"
-    "  elseif w == 'month' then\n"
-    "    p, e = y * 100 + m, (m == 12 and dfc(y + 1, 1) or dfc(y,"
-    " m + 1)) * 86400\n"
-    "  elseif w == 'hour' then\n"
-    "    p, e = ymd * 100 + f(now % 86400 / 3600), now - now % 3600 + 3600\n"
-    "  elseif w == 'minute' then\n"
-    "    p, e = ymd * 10000 + f(now % 86400 / 3600) * 100 + f(now"
-    " % 3600 / 60), now - now % 60 + 60\n"
-    "  elseif w == 'week' then\n"
-    "    local wd = (days + 3) % 7\n"
-    "    local iy = civil(days - wd + 3)\n"
-    "    local wk = f((days - wd + 3 - dfc(iy, 1)) / 7) + 1\n"
-    "    p, e = iy .. (wk < 10 and '-W0' or '-W') .. wk, (days -"
-    " wd + 7) * 86400\n"
-    "  else\n"
-    "    p, e = 'all', 0\n"
-    "  end\n"
-    "  p = tostring(p)\n"
-    "  keys[#keys + 1] = KEYS[1] .. w .. ':' .. p\n"
-    "  ends[#ends + 1] = e\n"
-    "  res[#res + 1] = p\n"
-    "  res[#res + 1] = 0\n"
-    "  res[#res + 1] = e\n"
-    "end\n"
-    "local spent = redis.call('MGET', unpack(keys))\n"
-    "local ok = true\n"
-    "for i = 1, #keys do\n"
-    "  local s = tonumber(spent[i] or '0')\n"
-    "  res[3 * i + 1] = s\n"
-    "  if s + est > tonumber(ARGV[2 * i + 2]) then ok = false end\n"
-    "end\n"
-    "if ok or ARGV[2] == '1' then\n"
-    "  for i = 1, #keys do\n"
-    "    if res[3 * i + 1] + est < 9e18 then\n"
-    "      redis.call('INCRBY', keys[i], ARGV[1])\n"
-    "      if not spent[i] and ends[i] > 0 then\n"
-    "        redis.call('EXPIREAT', keys[i], ends[i] + 86400)\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if ok then res[1] = 1 end\n"
-    "return res\n";
-
-
-const char  cc_script_settle[] =
-    "for i = 2, #ARGV, 2 do\n"
-    "  local k = KEYS[1] .. ARGV[i]\n"
-    "  local v = redis.call('INCRBY', k, ARGV[1])\n"
-    "  if v < 0 then redis.call('SET', k, 0, 'KEEPTTL') end\n"
-    "  local e = tonumber(ARGV[i + 1])\n"
-    "  if e > 0 and redis.call('TTL', k) == -1 then\n"
-    "    redis.call('EXPIREAT', k, e)\n"
-    "  end\n"
-    "end\n"
-    "return 1\n";
 
 
 static size_t
@@ -188,43 +95,112 @@ int
 cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     cc_reserve_reply_t *out)
 {
-    size_t              i;
-    const redisReply   *p, *s, *e;
+    size_t             i, n;
+    const redisReply  *e;
 
-    if (reply == NULL
-        || reply->type != REDIS_REPLY_ARRAY
-        || nwin > CC_WIN_MAX
-        || reply->elements != 2 + 3 * nwin
-        || reply->element[0]->type != REDIS_REPLY_INTEGER
-        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 3 || nwin > CC_RESERVE_WIN_MAX)
     {
         return -1;
     }
 
-    out->admitted = reply->element[0]->integer == 1;
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        /* the value of a malformed cap is the only string */
+        if (e->type != REDIS_REPLY_INTEGER
+            && !(i == 4 && e->type == REDIS_REPLY_STRING
+                 && reply->element[0]->type == REDIS_REPLY_INTEGER
+                 && reply->element[0]->integer == CC_RESERVE_BAD_CAP))
+        {
+            return -1;
+        }
+    }
+
+    memset(out, 0, offsetof(cc_reserve_reply_t, win));
+
+    out->status = (int) reply->element[0]->integer;
     out->now = reply->element[1]->integer;
+    out->usec = reply->element[2]->integer;
     out->nwin = nwin;
 
-    for (i = 0; i < nwin; i++) {
-        p = reply->element[2 + 3 * i];
-        s = reply->element[3 + 3 * i];
-        e = reply->element[4 + 3 * i];
+    switch (out->status) {
 
-        if (p->type != REDIS_REPLY_STRING
-            || p->len == 0
-            || p->len > CC_PERIOD_MAX_LEN
-            || s->type != REDIS_REPLY_INTEGER
-            || e->type != REDIS_REPLY_INTEGER
-            || s->integer < 0
-            || e->integer < 0)
+    case CC_RESERVE_ADMITTED:
+    case CC_RESERVE_REFUSED:
+        break;
+
+    case CC_RESERVE_APPLIED:
+    case CC_RESERVE_CONFLICT:
+    case CC_RESERVE_BAD_CAP:
+    case CC_RESERVE_BAD_COUNTER:
+        if (reply->elements < 4) {
+            return -1;
+        }
+
+        out->extra = reply->element[3]->integer;
+
+        if (out->status == CC_RESERVE_APPLIED) {
+            if (out->extra >= (1LL << CC_RESERVE_WIN_MAX)) {
+                return -1;
+            }
+
+            out->mask = (uint64_t) out->extra;
+        }
+
+        if (out->status == CC_RESERVE_BAD_CAP
+            || out->status == CC_RESERVE_BAD_COUNTER)
+        {
+            out->extra--;
+        }
+
+        return (out->extra < 0) ? -1 : 0;
+
+    case CC_RESERVE_STALE:
+    case CC_RESERVE_CANCELLED:
+    case CC_RESERVE_REPLAY:
+        return 0;
+
+    default:
+        return -1;
+    }
+
+    n = reply->elements - 4 - 2 * nwin;
+
+    if (reply->elements < 4 + 2 * nwin || n % 2
+        || n / 2 > CC_RESERVE_ALERT_MAX
+        || reply->element[3]->integer < 0
+        || reply->element[3]->integer >= (1LL << CC_RESERVE_WIN_MAX))
+    {
+        return -1;
+    }
+
+    out->mask = (uint64_t) reply->element[3]->integer;
+
+    for (i = 0; i < nwin; i++) {
+        out->win[i].spent = reply->element[4 + 2 * i]->integer;
+        out->win[i].cap = reply->element[5 + 2 * i]->integer;
+
+        if (out->win[i].spent < 0 || out->win[i].cap < -1) {
+            return -1;
+        }
+    }
+
+    out->nalerts = n / 2;
+
+    for (i = 0; i < out->nalerts; i++) {
+        e = reply->element[4 + 2 * nwin + 2 * i];
+
+        if (e->integer < 1 || (size_t) e->integer > nwin
+            || reply->element[5 + 2 * nwin + 2 * i]->integer < 0
+            || reply->element[5 + 2 * nwin + 2 * i]->integer > 100000)
         {
             return -1;
         }
 
-        memcpy(out->win[i].period, p->str, p->len);
-        out->win[i].period_len = p->len;
-        out->win[i].spent = s->integer;
-        out->win[i].end = e->integer;
+        out->alerts[i].window = (unsigned) e->integer - 1;
+        out->alerts[i].percent =
+                         (unsigned) reply->element[5 + 2 * nwin + 2 * i]->integer;
     }
 
     return 0;

@@ -1,16 +1,6 @@
 /*
- * Pure core: the Redis scripts (reserve, settle) and their replies.
- *
- * reserve: KEYS[1] = "costcap:{TENANT}:", ARGV[1] = estimate (micro-USD),
- * ARGV[2] = "1" for dry run else "0", then one (window name, limit in
- * micro-USD) pair per window.  The script reads TIME, builds each window's
- * key, and increments every key by the estimate unless some window would
- * cross its limit (in dry run it increments all anyway, up to 9e18, where
- * a counter stops growing rather than fail the script).  Reply:
- * [admitted 0|1, now, then per window: period, spent before, window end].
- *
- * settle: KEYS[1] = prefix, ARGV[1] = signed delta (micro-USD), then
- * (WINDOW:PERIOD, expire-at) pairs; adds delta to each key, never below 0.
+ * Pure core: what the reservation script answers, RESP
+ * commands, and reply objects without an allocation per element.
  */
 
 #ifndef _CC_SCRIPT_H_INCLUDED_
@@ -22,24 +12,46 @@
 #include "cc_window.h"
 
 
+/* a tenant's windows and its parent's */
+#define CC_RESERVE_WIN_MAX      (2 * CC_WIN_MAX)
+#define CC_RESERVE_ALERT_MAX    16
+
+/* the status of scripts/reserve.lua */
+#define CC_RESERVE_REFUSED       0
+#define CC_RESERVE_ADMITTED      1
+#define CC_RESERVE_APPLIED       2      /* a resend of one that ran */
+#define CC_RESERVE_CANCELLED     3
+#define CC_RESERVE_REPLAY        4      /* idempotency key, same price */
+#define CC_RESERVE_CONFLICT      5      /* idempotency key, other price */
+#define CC_RESERVE_STALE        -1      /* periods not current */
+#define CC_RESERVE_BAD_CAP      -2      /* a caps hash holds garbage */
+#define CC_RESERVE_BAD_COUNTER  -3      /* a counter is not a number */
+
+
 typedef struct {
-    char            period[CC_PERIOD_MAX_LEN];
-    size_t          period_len;
     int64_t         spent;          /* micro-USD before this request */
-    int64_t         end;            /* first second after; 0 for total */
+    int64_t         cap;            /* enforced; -1: not */
 } cc_window_reply_t;
 
 
 typedef struct {
-    int             admitted;
-    int64_t         now;
+    unsigned        window;         /* index, from 0 */
+    unsigned        percent;
+} cc_alert_reply_t;
+
+
+typedef struct {
+    int             status;
+    int64_t         now;            /* the server's clock, seconds */
+    int64_t         usec;
+    uint64_t        mask;           /* windows charged */
+    int64_t         extra;          /* CONFLICT: the first estimate;
+                                       BAD_*: the window, from 0 */
     size_t          nwin;
-    cc_window_reply_t  win[CC_WIN_MAX];
+    cc_window_reply_t  win[CC_RESERVE_WIN_MAX];
+    size_t          nalerts;
+    cc_alert_reply_t   alerts[CC_RESERVE_ALERT_MAX];
 } cc_reserve_reply_t;
-
-
-extern const char  cc_script_reserve[];
-extern const char  cc_script_settle[];
 
 
 /*
@@ -62,8 +74,8 @@ size_t cc_resp_command(char *buf, int argc, const char **argv,
     const size_t *argvlen);
 
 /*
- * Checks and copies a reserve reply for nwin windows.  Returns 0, or -1
- * when the reply is an error or not of the expected shape.
+ * Checks and copies a reply of scripts/reserve.lua for nwin windows.
+ * Returns 0, or -1 when the reply is an error or not of its shape.
  */
 int cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     cc_reserve_reply_t *out);

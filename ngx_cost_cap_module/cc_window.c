@@ -231,6 +231,39 @@ cc_window_period(cc_window_e w, int64_t t, char *buf, int64_t *end)
 }
 
 
+int64_t
+cc_window_start(cc_window_e w, int64_t t)
+{
+    int64_t     days;
+    cc_civil_t  c;
+
+    days = cc_floor_div(t, CC_DAY);
+
+    switch (w) {
+
+    case CC_WIN_MINUTE:
+        return cc_floor_div(t, 60) * 60;
+
+    case CC_WIN_HOUR:
+        return cc_floor_div(t, 3600) * 3600;
+
+    case CC_WIN_DAY:
+        return days * CC_DAY;
+
+    case CC_WIN_WEEK:
+        /* 1970-01-01 was a Thursday: Monday is (days + 3) mod 7 == 0 */
+        return (days - ((days + 3) % 7 + 7) % 7) * CC_DAY;
+
+    case CC_WIN_MONTH:
+        cc_civil_from_days(days, &c);
+        return cc_days_from_civil(c.y, c.m, 1) * CC_DAY;
+
+    default:
+        return 0;
+    }
+}
+
+
 int
 cc_tenant_valid(const char *s, size_t len)
 {

@@ -71,6 +71,13 @@ const char *cc_window_name(cc_window_e w);
  */
 size_t cc_window_period(cc_window_e w, int64_t t, char *buf, int64_t *end);
 
+/*
+ * The first second of the period of window w containing t (0 for total):
+ * with cc_window_period()'s end, the period a reservation script checks
+ * against the server's clock.
+ */
+int64_t cc_window_start(cc_window_e w, int64_t t);
+
 /* 1 when the tenant is 1-128 bytes of [A-Za-z0-9._~:@+=/-] */
 int cc_tenant_valid(const char *s, size_t len);
 

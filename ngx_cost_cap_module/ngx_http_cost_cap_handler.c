@@ -30,12 +30,12 @@ static ngx_int_t ngx_http_cost_cap_estimate(ngx_http_request_t *r,
     cc_val_t *vals);
 static ngx_int_t ngx_http_cost_cap_windows(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
-static ngx_int_t ngx_http_cost_cap_reserve(ngx_http_request_t *r,
+static ngx_int_t ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
-static void ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
 static void ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
-    ngx_uint_t dry_run);
+    ngx_http_cost_cap_loc_conf_t *lcf);
+static void ngx_http_cost_cap_bind(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_uint_t admitted);
 static void ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
@@ -213,10 +213,7 @@ ngx_http_cost_cap_cleanup(void *data)
     ngx_http_cost_cap_ctx_t  *ctx = data;
 
     /* a reply still to come finds no request and gives the money back */
-    if (ctx->op) {
-        ctx->op->data = NULL;
-        ctx->op = NULL;
-    }
+    ngx_http_cost_cap_reserve_detach(ctx);
 }
 
 
@@ -384,12 +381,12 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
-    if (ctx->nwin == 0) {
+    if (ctx->rsv.nwin == 0) {
         ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
         return NGX_OK;
     }
 
-    return ngx_http_cost_cap_reserve(r, ctx, lcf);
+    return ngx_http_cost_cap_start_reserve(r, ctx, lcf);
 }
 
 
@@ -685,7 +682,15 @@ ngx_http_cost_cap_windows(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     int64_t                     amount;
     ngx_str_t                   v;
     ngx_uint_t                  i;
+    ngx_http_cost_cap_win_t    *w;
     ngx_http_cost_cap_limit_t  *limit;
+
+    ctx->rsv.estimate = ctx->estimate.cost;
+    ctx->rsv.pkey_len = cc_key_prefix((char *) ctx->tenant.data,
+                                      ctx->tenant.len,
+                                      (char *) ctx->rsv.pkey);
+    ctx->rsv.tkey_len = ctx->rsv.pkey_len;
+    ngx_memcpy(ctx->rsv.tkey, ctx->rsv.pkey, ctx->rsv.pkey_len);
 
     if (lcf->limits == NULL) {
         return NGX_OK;
@@ -724,70 +729,27 @@ ngx_http_cost_cap_windows(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
             }
         }
 
-        ctx->win[ctx->nwin].window = limit[i].window;
-        ctx->win[ctx->nwin].limit = amount;
-        ctx->nwin++;
+        w = &ctx->rsv.win[ctx->rsv.nwin++];
+        w->window = (u_char) limit[i].window;
+        w->level = NGX_HTTP_COST_CAP_LEVEL_TENANT;
+        w->limit = amount;
     }
+
+    ctx->rsv.ntenant = ctx->rsv.nwin;
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_cost_cap_reserve(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
-    ngx_http_cost_cap_loc_conf_t *lcf)
+ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf)
 {
-    int                      argc;
-    u_char                   est[NGX_INT64_LEN];
-    u_char                   limits[CC_WIN_MAX][NGX_INT64_LEN];
-    size_t                   argvlen[6 + 2 * CC_WIN_MAX];
-    ngx_uint_t               i;
-    const char              *argv[6 + 2 * CC_WIN_MAX];
-    ngx_http_cost_cap_op_t  *op;
-
-    op = ngx_http_cost_cap_redis_op();
-    if (op == NULL) {
+    if (ngx_http_cost_cap_reserve(ctx, lcf) != NGX_OK) {
         ngx_http_cost_cap_unavailable(r, ctx);
         return NGX_OK;
     }
 
-    op->handler = ngx_http_cost_cap_reserved;
-    op->data = ctx;
-    op->dry = lcf->dry_run ? 1 : 0;
-    op->estimate = ctx->estimate.cost;
-    op->nwin = ctx->nwin;
-    ngx_memcpy(op->win, ctx->win, sizeof(ctx->win));
-    op->prefix_len = cc_key_prefix((char *) ctx->tenant.data, ctx->tenant.len,
-                                   (char *) op->prefix);
-
-    argc = ngx_http_cost_cap_redis_script(op, &ngx_http_cost_cap_sha_reserve,
-                                          argv, argvlen);
-
-    argv[argc] = (char *) est;
-    argvlen[argc] = ngx_sprintf(est, "%L", ctx->estimate.cost) - est;
-    argc++;
-
-    argv[argc] = op->dry ? "1" : "0";
-    argvlen[argc] = 1;
-    argc++;
-
-    for (i = 0; i < ctx->nwin; i++) {
-        argv[argc] = cc_window_name(ctx->win[i].window);
-        argvlen[argc] = ngx_strlen(argv[argc]);
-        argc++;
-
-        argv[argc] = (char *) limits[i];
-        argvlen[argc] = ngx_sprintf(limits[i], "%L", ctx->win[i].limit)
-                        - limits[i];
-        argc++;
-    }
-
-    if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) != NGX_OK) {
-        ngx_http_cost_cap_unavailable(r, ctx);
-        return NGX_OK;
-    }
-
-    ctx->op = op;
     ctx->state = NGX_HTTP_COST_CAP_STATE_REDIS;
 
     /* a client that goes away while Redis answers ends the request */
@@ -797,27 +759,14 @@ ngx_http_cost_cap_reserve(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 }
 
 
-/* the reservation's reply, its timeout, or the connection's loss */
+/* the reservation's answer (NGX_OK), or Redis is unavailable or slow */
 
-static void
-ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
+void
+ngx_http_cost_cap_reserved(ngx_http_cost_cap_ctx_t *ctx, ngx_int_t rc)
 {
     ngx_connection_t              *c;
     ngx_http_request_t            *r;
-    ngx_http_cost_cap_ctx_t       *ctx;
     ngx_http_cost_cap_loc_conf_t  *lcf;
-
-    ctx = op->data;
-
-    if (op->done || ctx == NULL) {
-        op->done = 1;
-        ngx_http_cost_cap_give_back(op, reply);
-        return;
-    }
-
-    op->done = 1;
-    op->data = NULL;
-    ctx->op = NULL;
 
     r = ctx->request;
     c = r->connection;
@@ -825,10 +774,8 @@ ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
 
     ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
 
-    if (reply != NULL
-        && cc_reserve_reply_parse(reply, ctx->nwin, &ctx->reply) == 0)
-    {
-        ngx_http_cost_cap_decide(ctx, lcf->dry_run);
+    if (rc == NGX_OK) {
+        ngx_http_cost_cap_decide(ctx, lcf);
 
     } else {
         ngx_http_cost_cap_unavailable(r, ctx);
@@ -842,22 +789,107 @@ ngx_http_cost_cap_reserved(ngx_http_cost_cap_op_t *op, redisReply *reply)
 
 
 static void
-ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t dry_run)
+ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
 {
-    int64_t                             left, best, end, last;
-    ngx_uint_t                          i;
-    cc_window_reply_t                  *wr;
+    ngx_http_cost_cap_rsv_t            *rsv;
     ngx_http_cost_cap_model_metrics_t  *mm;
 
-    wr = ctx->reply.win;
+    rsv = &ctx->rsv;
+
+    switch (rsv->status) {
+
+    case CC_RESERVE_ADMITTED:
+    case CC_RESERVE_APPLIED:
+        ngx_http_cost_cap_bind(ctx, 1);
+        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+        break;
+
+    case CC_RESERVE_REFUSED:
+        ngx_http_cost_cap_bind(ctx, 0);
+
+        if (rsv->mode != 'd') {
+            ctx->result = NGX_HTTP_COST_CAP_REJECTED;
+            ctx->status = NGX_HTTP_TOO_MANY_REQUESTS;
+            return;
+        }
+
+        ctx->result = NGX_HTTP_COST_CAP_DRY_RUN_REJECTED;
+        break;
+
+    case CC_RESERVE_REPLAY:
+        /* an idempotent retry: admitted, charged by the first request */
+        rsv->mask = 0;
+        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+        return;
+
+    case CC_RESERVE_CONFLICT:
+        rsv->mask = 0;
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_CONFLICT,
+                               "idempotency_key_reused",
+                               "The idempotency key was used for a request "
+                               "of another price.", NULL);
+        return;
+
+    case CC_RESERVE_BAD_CAP:
+    case CC_RESERVE_BAD_COUNTER:
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "cost_cap: %s of tenant \"%V\" for window %s in "
+                      "Redis is not an amount",
+                      rsv->status == CC_RESERVE_BAD_CAP ? "cap" : "counter",
+                      &ctx->tenant,
+                      cc_window_name(rsv->win[rsv->bad].window));
+
+        rsv->mask = 0;
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                               "cost_cap_misconfigured",
+                               "The spend cap of this tenant is "
+                               "misconfigured.", NULL);
+        return;
+
+    default:
+        rsv->mask = 0;
+        ngx_http_cost_cap_unavailable(ctx->request, ctx);
+        return;
+    }
+
+    ctx->reserved = (rsv->mask != 0);
+
+    mm = ngx_http_cost_cap_metrics_model(ctx->rule);
+    if (mm && ctx->reserved) {
+        (void) ngx_atomic_fetch_add(&mm->admitted, ctx->estimate.cost);
+        (void) ngx_atomic_fetch_add(&mm->estimated_gpu,
+                                    ctx->estimate.gpu_seconds);
+    }
+}
+
+
+/*
+ * The window reported: admitted, the one with the least left after this
+ * request; refused, among those crossed, the one that resets last (so
+ * that Retry-After is honest).
+ */
+
+static void
+ngx_http_cost_cap_bind(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t admitted)
+{
+    int64_t                   left, best, end, last;
+    ngx_uint_t                i;
+    ngx_http_cost_cap_win_t  *w;
+
     best = INT64_MAX;
     last = -1;
 
-    for (i = 0; i < ctx->nwin; i++) {
-        left = ctx->win[i].limit - wr[i].spent - ctx->estimate.cost;
+    for (i = 0; i < ctx->rsv.nwin; i++) {
+        w = &ctx->rsv.win[i];
 
-        if (ctx->reply.admitted) {
-            /* the window with the least left after this request */
+        if (w->cap < 0) {
+            continue;
+        }
+
+        left = w->cap - w->spent - ctx->estimate.cost;
+
+        if (admitted) {
             if (left < best) {
                 best = left;
                 ctx->bind = i;
@@ -866,32 +898,13 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t dry_run)
             continue;
         }
 
-        /* among the windows crossed, the one that resets last */
-        end = wr[i].end ? wr[i].end : INT64_MAX;
+        end = w->end ? w->end : INT64_MAX;
 
         if (left < 0 && end > last) {
             last = end;
             ctx->bind = i;
         }
     }
-
-    if (ctx->reply.admitted || dry_run) {
-        ctx->result = ctx->reply.admitted ? NGX_HTTP_COST_CAP_ADMITTED
-                                          : NGX_HTTP_COST_CAP_DRY_RUN_REJECTED;
-        ctx->reserved = 1;
-
-        mm = ngx_http_cost_cap_metrics_model(ctx->rule);
-        if (mm) {
-            (void) ngx_atomic_fetch_add(&mm->admitted, ctx->estimate.cost);
-            (void) ngx_atomic_fetch_add(&mm->estimated_gpu,
-                                        ctx->estimate.gpu_seconds);
-        }
-
-        return;
-    }
-
-    ctx->result = NGX_HTTP_COST_CAP_REJECTED;
-    ctx->status = NGX_HTTP_TOO_MANY_REQUESTS;
 }
 
 

@@ -14,9 +14,7 @@ static void *ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_cost_cap_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static ngx_uint_t ngx_http_cost_cap_secret_name(ngx_str_t *name);
+static char *ngx_http_cost_cap_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_cost_cap_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -53,6 +51,66 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+#if (NGX_HTTP_SSL)
+
+    { ngx_string("cost_cap_redis_ssl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_enable),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_verify_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_verify_depth),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_name),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_certificate_key),
+      NULL },
+
+    { ngx_string("cost_cap_redis_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_main_conf_t, ssl_protocols),
+      &ngx_http_cost_cap_ssl_protocols },
+
+#endif
 
     { ngx_string("cost_cap_tenant"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -147,7 +205,7 @@ static ngx_http_module_t  ngx_http_cost_cap_module_ctx = {
     ngx_http_cost_cap_init,                /* postconfiguration */
 
     ngx_http_cost_cap_create_main_conf,    /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_cost_cap_init_main_conf,      /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -210,6 +268,9 @@ static ngx_http_variable_t  ngx_http_cost_cap_vars[] = {
 
       ngx_http_null_variable
 };
+
+
+ngx_http_cost_cap_main_conf_t  *ngx_http_cost_cap_main_conf;
 
 
 ngx_str_t  ngx_http_cost_cap_results[NGX_HTTP_COST_CAP_RESULTS] = {
@@ -287,7 +348,7 @@ ngx_http_cost_cap_variable(ngx_http_request_t *r,
             return NGX_OK;
         }
 
-        micro = ctx->reply.win[ctx->bind].spent;
+        micro = ctx->rsv.win[ctx->bind].spent;
         break;
 
     default: /* NGX_HTTP_COST_CAP_VAR_REMAINING */
@@ -296,7 +357,7 @@ ngx_http_cost_cap_variable(ngx_http_request_t *r,
             return NGX_OK;
         }
 
-        micro = ctx->win[ctx->bind].limit - ctx->reply.win[ctx->bind].spent
+        micro = ctx->rsv.win[ctx->bind].cap - ctx->rsv.win[ctx->bind].spent
                 - ctx->estimate.cost;
         micro = ngx_max(micro, 0);
         break;
@@ -345,15 +406,26 @@ ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     cmcf->addr = NULL;
+     *     cmcf->addrs = NULL;
+     *     cmcf->mode = NGX_HTTP_COST_CAP_MODE_SINGLE;
+     *     cmcf->master = { 0, NULL };
      *     cmcf->password = { 0, NULL };
      *     cmcf->user = { 0, NULL };
      *     cmcf->db = 0;
+     *     cmcf->enabled = 0;
+     *     cmcf->ssl_trusted_certificate = { 0, NULL };
+     *     cmcf->ssl_name = { 0, NULL };
+     *     cmcf->ssl_certificate = { 0, NULL };
+     *     cmcf->ssl_certificate_key = { 0, NULL };
+     *     cmcf->ssl_protocols = 0;
      */
 
     cmcf->timeout = 100;
     cmcf->connect_timeout = 100;
     cmcf->max_inflight = 8192;
+    cmcf->ssl_enable = NGX_CONF_UNSET;
+    cmcf->ssl_verify = NGX_CONF_UNSET;
+    cmcf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&cmcf->model_names, cf->pool, 8, sizeof(ngx_str_t))
         != NGX_OK)
@@ -362,6 +434,31 @@ ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf)
     }
 
     return cmcf;
+}
+
+
+static char *
+ngx_http_cost_cap_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_cost_cap_main_conf_t *cmcf = conf;
+
+    ngx_conf_init_value(cmcf->ssl_enable, 0);
+    ngx_conf_init_value(cmcf->ssl_verify, 0);
+    ngx_conf_init_uint_value(cmcf->ssl_verify_depth, 1);
+
+    if (cmcf->ssl_protocols == 0) {
+        cmcf->ssl_protocols = NGX_CONF_BITMASK_SET
+#if (NGX_HTTP_SSL)
+                              |NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3
+#endif
+                              ;
+    }
+
+    if (ngx_http_cost_cap_redis_init_conf(cf, cmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -491,158 +588,16 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
 
-    if (conf->limits && cmcf->addr == NULL) {
+    /* the Redis client exists only where cost_cap is on somewhere */
+    cmcf->enabled = 1;
+
+    if (conf->limits && cmcf->addrs == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"cost_cap_limit\" requires \"cost_cap_redis\"");
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_cost_cap_main_conf_t *cmcf = conf;
-
-    u_char      *eq;
-    ngx_str_t   *value, s;
-    ngx_url_t    u;
-    ngx_int_t    n;
-    ngx_msec_t  *t;
-    ngx_uint_t   i;
-
-    if (cmcf->addr) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = value[1];
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in \"%V\" of \"cost_cap_redis\"",
-                               u.err, &u.url);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no address in \"%V\" of \"cost_cap_redis\"",
-                           &u.url);
-        return NGX_CONF_ERROR;
-    }
-
-    cmcf->addr = &u.addrs[0];
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            cmcf->db = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0
-            && value[i].len > 9)
-        {
-            cmcf->password.data = value[i].data + 9;
-            cmcf->password.len = value[i].len - 9;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "user=", 5) == 0 && value[i].len > 5) {
-            cmcf->user.data = value[i].data + 5;
-            cmcf->user.len = value[i].len - 5;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-            t = &cmcf->timeout;
-
-        } else if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            s.data = value[i].data + 16;
-            s.len = value[i].len - 16;
-            t = &cmcf->connect_timeout;
-
-        } else {
-            goto unknown;
-        }
-
-        *t = ngx_parse_time(&s, 0);
-        if (*t == (ngx_msec_t) NGX_ERROR || *t == 0) {
-            goto invalid;
-        }
-    }
-
-    if (cmcf->user.len && cmcf->password.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"cost_cap_redis\" user= requires password=");
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" of \"cost_cap_redis\"",
-                       &value[i]);
-    return NGX_CONF_ERROR;
-
-unknown:
-
-    /* a misspelt password ("Password=", "passwd=") keeps its value hidden */
-    eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
-    s.data = value[i].data;
-    s.len = eq ? (size_t) (eq - s.data) : value[i].len;
-
-    if (ngx_http_cost_cap_secret_name(&s)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown parameter \"%V=...\" of "
-                           "\"cost_cap_redis\"", &s);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown parameter \"%V\" of \"cost_cap_redis\"",
-                       &value[i]);
-    return NGX_CONF_ERROR;
-}
-
-
-static ngx_uint_t
-ngx_http_cost_cap_secret_name(ngx_str_t *name)
-{
-    ngx_uint_t  i;
-
-    static char  *secret[] = { "pass", "pw", "secret", "auth", "token",
-                               "cred", "key" };
-
-    for (i = 0; i < sizeof(secret) / sizeof(secret[0]); i++) {
-        if (ngx_strlcasestrn(name->data, name->data + name->len,
-                             (u_char *) secret[i], ngx_strlen(secret[i]) - 1)
-            != NULL)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -1092,13 +1047,15 @@ ngx_http_cost_cap_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_cost_cap_redis_init_scripts();
+    return ngx_http_cost_cap_ops_init_scripts(cf);
 }
 
 
 static ngx_int_t
 ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
     /* the cache manager and loader serve no requests */
     if (ngx_process == NGX_PROCESS_HELPER) {
         return NGX_OK;
@@ -1106,12 +1063,22 @@ ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
 
     ngx_http_cost_cap_json_init();
 
-    return ngx_http_cost_cap_redis_init_process(cycle);
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_cost_cap_module);
+
+    /* inert where cost_cap is on nowhere: no connection, no log line */
+    if (cmcf == NULL || cmcf->addrs == NULL || !cmcf->enabled) {
+        return NGX_OK;
+    }
+
+    ngx_http_cost_cap_main_conf = cmcf;
+
+    return ngx_http_cost_cap_ops_init_process(cycle);
 }
 
 
 static void
 ngx_http_cost_cap_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_cost_cap_redis_exit_process(cycle);
+    ngx_http_cost_cap_ops_exit_process(cycle);
 }

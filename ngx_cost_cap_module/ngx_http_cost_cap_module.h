@@ -19,6 +19,9 @@
 #include "cc_json.h"
 #include "cc_multipart.h"
 #include "cc_script.h"
+#include "cc_slot.h"
+#include "ngx_http_cost_cap_redis.h"
+#include "ngx_http_cost_cap_lua.h"
 
 
 #define NGX_HTTP_COST_CAP_ON_ERROR_CLOSED  0
@@ -28,6 +31,15 @@
 
 /* Lua numbers are doubles: caps stay exact up to 2^53 micro-USD */
 #define NGX_HTTP_COST_CAP_MAX_AMOUNT       9007199254740991LL
+
+/* how long a settlement or a give-back waits for an unreachable Redis */
+#define NGX_HTTP_COST_CAP_SETTLE_DEADLINE  30000
+
+/* how long Redis keeps an operation's marker: longer than any resend */
+#define NGX_HTTP_COST_CAP_MARKER_TTL       60000
+
+#define NGX_HTTP_COST_CAP_LEVEL_TENANT     0
+#define NGX_HTTP_COST_CAP_LEVEL_PARENT     1
 
 
 /* $cost_cap_result */
@@ -94,6 +106,11 @@ typedef struct {
     ngx_atomic_t                reconnects;
     ngx_atomic_t                settle_retries;
     ngx_atomic_t                settle_drops;
+    ngx_atomic_t                redis_retries;
+    ngx_atomic_t                redis_redirects;
+    ngx_atomic_t                stalls;
+    ngx_atomic_t                give_backs;
+    ngx_atomic_t                policy;         /* eviction policy seen */
     ngx_uint_t                  nmodels;
     ngx_http_cost_cap_model_metrics_t  models[NGX_HTTP_COST_CAP_MODELS];
 } ngx_http_cost_cap_metrics_t;
@@ -106,13 +123,33 @@ typedef struct {
 
 
 typedef struct {
-    ngx_addr_t                 *addr;           /* NULL: no Redis */
+    ngx_array_t                *addrs;          /* ngx_http_cost_cap_addr_t;
+                                                   NULL: no Redis */
+    ngx_uint_t                  mode;
+    ngx_str_t                   master;         /* sentinel: its name */
     ngx_str_t                   password;
     ngx_str_t                   user;
+    ngx_str_t                   sentinel_password;
+    ngx_str_t                   sentinel_user;
     ngx_int_t                   db;
     ngx_msec_t                  timeout;
     ngx_msec_t                  connect_timeout;
     ngx_uint_t                  max_inflight;
+    ngx_uint_t                  enabled;        /* cost_cap on somewhere */
+
+    ngx_resolver_t             *resolver;       /* the http block's */
+    ngx_msec_t                  resolver_timeout;
+
+    ngx_flag_t                  ssl_enable;
+    ngx_ssl_t                  *ssl;
+    ngx_flag_t                  ssl_verify;
+    ngx_uint_t                  ssl_verify_depth;
+    ngx_uint_t                  ssl_protocols;
+    ngx_str_t                   ssl_trusted_certificate;
+    ngx_str_t                   ssl_name;
+    ngx_str_t                   ssl_certificate;
+    ngx_str_t                   ssl_certificate_key;
+
     ngx_array_t                 model_names;    /* ngx_str_t: metrics */
     ngx_uint_t                 *model_slots;
 } ngx_http_cost_cap_main_conf_t;
@@ -134,55 +171,52 @@ typedef struct {
 } ngx_http_cost_cap_loc_conf_t;
 
 
-typedef struct ngx_http_cost_cap_op_s  ngx_http_cost_cap_op_t;
-
-typedef void (*ngx_http_cost_cap_op_handler_pt)(ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
-
-
-/* a window of this request: its cap, and what Redis said of it */
+/* a window of this request: its cap, its period, and what Redis said */
 typedef struct {
-    ngx_uint_t                  window;
-    int64_t                     limit;
+    int64_t                     limit;          /* configured; -1: none */
+    int64_t                     start;          /* the period, in Redis */
+    int64_t                     end;            /* time; end 0: total */
+    int64_t                     spent;          /* before this request */
+    int64_t                     cap;            /* enforced; -1: not */
+    u_char                      window;         /* cc_window_e */
+    u_char                      level;          /* tenant or parent */
+    u_char                      period_len;
+    u_char                      period[CC_PERIOD_MAX_LEN];
 } ngx_http_cost_cap_win_t;
 
 
+#define NGX_HTTP_COST_CAP_WIN_MAX   CC_RESERVE_WIN_MAX
+
+/* "costcap:{PARENT}:TENANT:" */
+#define NGX_HTTP_COST_CAP_TKEY_LEN  (CC_KEY_PREFIX_MAX_LEN                    \
+                                     + CC_TENANT_MAX_LEN + 1)
+
+
 /*
- * One Redis command in flight.  It lives on the heap and outlives the
- * request that sent it: a request that goes away only clears op->data.
+ * A reservation: its id, its windows and keys, and the script's answer.
+ * A copy travels with each operation about it (the request may be gone).
  */
-struct ngx_http_cost_cap_op_s {
-    ngx_queue_t                      queue;
-    ngx_event_t                      timer;     /* reply timeout, or the
-                                                   retry deadline */
-    ngx_http_cost_cap_op_handler_pt  handler;   /* NULL: the client's own */
-    void                            *data;      /* the request's ctx */
-    u_char                          *cmd;       /* formatted, kept for a
-                                                   NOSCRIPT or a retry */
-    size_t                           cmd_len;
-    uint64_t                         end;       /* its last byte's offset
-                                                   in the connection */
-    uint64_t                         start;     /* microseconds */
-    ngx_msec_t                       deadline;  /* retried until then, if
-                                                   it did not reach Redis */
-    unsigned                         retried:1;
-    unsigned                         retrying:1;
-    unsigned                         requeued:1;
-    unsigned                         unsent:1;  /* surely not applied */
-    unsigned                         done:1;    /* answered or timed out */
-    unsigned                         dry:1;
-
-    /* the keys: to give a late reservation back, or to log a settlement */
-    int64_t                          estimate;
-    size_t                           nwin;
-
-    /* not zeroed for a new operation: written before they are read */
-    ngx_http_cost_cap_win_t          win[CC_WIN_MAX];
-    cc_reserve_reply_t               res;
-    size_t                           prefix_len;
-    u_char                           prefix[CC_KEY_PREFIX_MAX_LEN];
-    u_char                           cmd_buf[320];  /* most commands */
-};
+typedef struct {
+    u_char                      id[NGX_HTTP_COST_CAP_OP_ID_LEN];
+    int64_t                     estimate;
+    int64_t                     now;            /* Redis time, answered */
+    uint64_t                    mask;           /* the windows charged */
+    ngx_int_t                   status;         /* CC_RESERVE_* */
+    ngx_uint_t                  bad;            /* BAD_*: the window */
+    ngx_uint_t                  slot;
+    ngx_uint_t                  nwin;
+    ngx_uint_t                  ntenant;        /* the tenant's windows
+                                                   first, the parent's after */
+    ngx_http_cost_cap_win_t     win[NGX_HTTP_COST_CAP_WIN_MAX];
+    size_t                      pkey_len;       /* "costcap:{TAG}:" */
+    size_t                      tkey_len;       /* the tenant's keys */
+    u_char                      pkey[CC_KEY_PREFIX_MAX_LEN];
+    u_char                      tkey[NGX_HTTP_COST_CAP_TKEY_LEN];
+    size_t                      nalerts;
+    cc_alert_reply_t            alerts[CC_RESERVE_ALERT_MAX];
+    u_char                      mode;           /* 'r', 'd', 'f', 'q' */
+    unsigned                    built:1;        /* periods are set */
+} ngx_http_cost_cap_rsv_t;
 
 
 typedef struct {
@@ -199,15 +233,14 @@ typedef struct {
     ngx_http_cost_cap_loc_conf_t  *conf;        /* where it was priced */
     ngx_http_cost_cap_model_t  *rule;
     ngx_str_t                   tenant;
+    ngx_str_t                   parent;
     ngx_str_t                   model;
     cc_estimate_t               estimate;
     int64_t                     gpu_price;      /* micro-USD / GPU-hour */
 
-    size_t                      nwin;
-    ngx_http_cost_cap_win_t     win[CC_WIN_MAX];
-    cc_reserve_reply_t          reply;
-    ngx_int_t                   bind;           /* index into win: the one
-                                                   reported, -1 none */
+    ngx_http_cost_cap_rsv_t     rsv;
+    ngx_int_t                   bind;           /* index into rsv.win: the
+                                                   one reported, -1 none */
     unsigned                    reserved:1;
     unsigned                    estimated:1;
     unsigned                    acted:1;
@@ -225,10 +258,16 @@ ngx_int_t ngx_http_cost_cap_handler(ngx_http_request_t *r);
 
 /* settle */
 ngx_int_t ngx_http_cost_cap_log_handler(ngx_http_request_t *r);
-void ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
 ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
 void ngx_http_cost_cap_json_init(void);
+void ngx_http_cost_cap_reserved(ngx_http_cost_cap_ctx_t *ctx, ngx_int_t rc);
+
+/* reservations (ngx_http_cost_cap_reserve.c) */
+ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf);
+void ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx);
+void ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv);
+void ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta);
 
 /* reply */
 ngx_int_t ngx_http_cost_cap_send_error(ngx_http_request_t *r,
@@ -256,19 +295,17 @@ void ngx_http_cost_cap_metrics_latency(ngx_msec_int_t us);
 char *ngx_http_cost_cap_metrics_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* redis */
-extern ngx_str_t  ngx_http_cost_cap_sha_reserve;
-extern ngx_str_t  ngx_http_cost_cap_sha_settle;
+/* configuration of the Redis client (ngx_http_cost_cap_redis_conf.c) */
+char *ngx_http_cost_cap_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_cost_cap_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_cost_cap_main_conf_t *cmcf);
+#if (NGX_HTTP_SSL)
+extern ngx_conf_bitmask_t  ngx_http_cost_cap_ssl_protocols[];
+#endif
 
-ngx_http_cost_cap_op_t *ngx_http_cost_cap_redis_op(void);
-void ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op);
-int ngx_http_cost_cap_redis_script(ngx_http_cost_cap_op_t *op,
-    ngx_str_t *sha, const char **argv, size_t *argvlen);
-ngx_int_t ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op,
-    int argc, const char **argv, const size_t *argvlen);
-ngx_int_t ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle);
-void ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_cost_cap_redis_init_scripts(void);
+/* the worker's main configuration */
+extern ngx_http_cost_cap_main_conf_t  *ngx_http_cost_cap_main_conf;
 
 
 #endif /* _NGX_HTTP_COST_CAP_MODULE_H_INCLUDED_ */

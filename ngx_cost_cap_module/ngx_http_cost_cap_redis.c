@@ -1,303 +1,315 @@
 
 /*
- * ngx_cost_cap_module: the per-worker Redis client.
+ * ngx_cost_cap_module: one connection to a Redis server or a Sentinel.
  *
- * NGINX owns the socket (ngx_event_connect_peer, c->send, c->recv, NGINX
- * timers); hiredis only formats commands and parses replies.  One
- * pipelined connection per worker: commands are appended to one output
- * buffer, written once per event loop iteration (a posted write event),
- * and replies come back in order, matched to the queue of operations.
+ * NGINX owns the socket (ngx_event_connect_peer, c->send, c->recv, its SSL
+ * layer, resolver and timers); hiredis only parses replies.  Commands are
+ * appended to one output buffer, written once per event loop iteration (a
+ * posted write event), and replies come back in order, matched to the
+ * queue of operations.  The handshake (AUTH, SELECT, ROLE, TIME, SCRIPT
+ * LOAD) is pipelined first, under the connect timeout; a connection whose
+ * replies stop coming is closed and made again, with backoff and jitter.
  */
 
 
 #include "ngx_http_cost_cap_module.h"
-#include "cc_sha1.h"
+
+#include <netinet/tcp.h>
 
 
-#define NGX_HTTP_COST_CAP_BACKOFF_MIN  50
-#define NGX_HTTP_COST_CAP_BACKOFF_MAX  500
-#define NGX_HTTP_COST_CAP_MAX_RETRY    4096
-#define NGX_HTTP_COST_CAP_FREE_OPS     256
+#define NGX_HTTP_COST_CAP_BACKOFF_MIN   50
+#define NGX_HTTP_COST_CAP_BACKOFF_MAX   500
+
+/* replies that stop for this long (the timeout, several times over) */
+#define ngx_http_cost_cap_stall_time()                                        \
+    ngx_max(8 * ngx_http_cost_cap_main_conf->timeout, 2000)
 
 
-typedef enum {
-    NGX_HTTP_COST_CAP_REDIS_DOWN = 0,
-    NGX_HTTP_COST_CAP_REDIS_CONNECTING,
-    NGX_HTTP_COST_CAP_REDIS_UP
-} ngx_http_cost_cap_redis_state_e;
+static void ngx_http_cost_cap_conn_resolved(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c);
+static void ngx_http_cost_cap_conn_keepalive(ngx_connection_t *pc);
+static void ngx_http_cost_cap_conn_write_handler(ngx_event_t *wev);
+static void ngx_http_cost_cap_conn_read_handler(ngx_event_t *rev);
+static ngx_int_t ngx_http_cost_cap_conn_test_connect(ngx_connection_t *pc);
+static void ngx_http_cost_cap_conn_up(ngx_http_cost_cap_conn_t *c);
+#if (NGX_HTTP_SSL)
+static void ngx_http_cost_cap_conn_ssl(ngx_http_cost_cap_conn_t *c);
+static void ngx_http_cost_cap_conn_ssl_handshaked(ngx_connection_t *pc);
+static ngx_int_t ngx_http_cost_cap_conn_ssl_name(ngx_http_cost_cap_conn_t *c,
+    ngx_connection_t *pc);
+static ngx_int_t ngx_http_cost_cap_conn_ssl_verify(
+    ngx_http_cost_cap_conn_t *c, ngx_connection_t *pc);
+#endif
+static ngx_int_t ngx_http_cost_cap_conn_process(ngx_http_cost_cap_conn_t *c);
+static ngx_int_t ngx_http_cost_cap_conn_reply(ngx_http_cost_cap_conn_t *c,
+    ngx_http_cost_cap_op_t *op, redisReply *reply);
+static ngx_int_t ngx_http_cost_cap_conn_internal(ngx_http_cost_cap_conn_t *c,
+    ngx_http_cost_cap_op_t *op, redisReply *reply);
+static void ngx_http_cost_cap_conn_stall_handler(ngx_event_t *ev);
+static void ngx_http_cost_cap_conn_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_cost_cap_conn_close(ngx_http_cost_cap_conn_t *c);
 
 
-typedef struct {
-    ngx_http_cost_cap_redis_state_e  state;
-    ngx_peer_connection_t            peer;
-    redisReader                     *reader;
-
-    u_char                          *out;
-    size_t                           out_pos;
-    size_t                           out_len;
-    size_t                           out_size;
-
-    ngx_queue_t                      ops;       /* awaiting replies, FIFO */
-    ngx_uint_t                       nops;
-    uint64_t                         appended;  /* bytes, this connection */
-    uint64_t                         written;
-
-    ngx_queue_t                      retry;     /* waiting for Redis */
-    ngx_uint_t                       nretry;
-
-    ngx_event_t                      reconnect;
-    ngx_msec_t                       backoff;
-
-    /* errors are logged once per reconnect cycle: log is quieted after */
-    ngx_log_t                        log;
-    ngx_uint_t                       log_level;
-    unsigned                         slow:1;
-    unsigned                         erred:1;
-    unsigned                         connected:1;   /* tried before */
-    unsigned                         forced:1;      /* shutdown timeout */
-
-    ngx_http_cost_cap_main_conf_t   *conf;
-} ngx_http_cost_cap_redis_t;
-
-
-static ngx_int_t ngx_http_cost_cap_redis_connect(
-    ngx_http_cost_cap_redis_t *rds);
-static void ngx_http_cost_cap_redis_handshake(ngx_http_cost_cap_redis_t *rds);
-static ngx_int_t ngx_http_cost_cap_redis_internal(
-    ngx_http_cost_cap_redis_t *rds, const char *what, int argc,
-    const char **argv, const size_t *argvlen);
-static ngx_int_t ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op,
-    int argc, const char **argv, const size_t *argvlen);
-static void ngx_http_cost_cap_redis_load_scripts(
-    ngx_http_cost_cap_redis_t *rds);
-static ngx_int_t ngx_http_cost_cap_redis_append(
-    ngx_http_cost_cap_redis_t *rds, ngx_http_cost_cap_op_t *op);
-static void ngx_http_cost_cap_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_cost_cap_redis_read_handler(ngx_event_t *rev);
-static ngx_int_t ngx_http_cost_cap_redis_test_connect(ngx_connection_t *c);
-static ngx_int_t ngx_http_cost_cap_redis_process(
-    ngx_http_cost_cap_redis_t *rds);
-static ngx_int_t ngx_http_cost_cap_redis_error(
-    ngx_http_cost_cap_redis_t *rds, ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
-static void ngx_http_cost_cap_redis_ok(ngx_http_cost_cap_redis_t *rds);
-static void ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
-    const char *reason);
-static void ngx_http_cost_cap_redis_close(ngx_http_cost_cap_redis_t *rds);
-static void ngx_http_cost_cap_redis_reconnect(ngx_event_t *ev);
-static void ngx_http_cost_cap_redis_timeout(ngx_event_t *ev);
-static ngx_int_t ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
-    ngx_http_cost_cap_op_t *op);
-static void ngx_http_cost_cap_redis_resend(ngx_http_cost_cap_redis_t *rds);
-static void ngx_http_cost_cap_redis_lost(ngx_http_cost_cap_op_t *op);
-static uint64_t ngx_http_cost_cap_now_us(void);
-
-
-ngx_str_t  ngx_http_cost_cap_sha_reserve;
-ngx_str_t  ngx_http_cost_cap_sha_settle;
-
-static u_char     ngx_http_cost_cap_sha[2][40];
-static ngx_str_t  ngx_http_cost_cap_scripts[2];
-
-static ngx_http_cost_cap_redis_t  *ngx_http_cost_cap_redis;
-
-/* operations are reused: no allocation per request once warm */
-static ngx_queue_t                 ngx_http_cost_cap_free_ops;
-static ngx_uint_t                  ngx_http_cost_cap_nfree;
-
-
-ngx_int_t
-ngx_http_cost_cap_redis_init_scripts(void)
+ngx_http_cost_cap_conn_t *
+ngx_http_cost_cap_conn_create(ngx_http_cost_cap_addr_t *addr,
+    ngx_http_cost_cap_conn_role_e role, void *data)
 {
-    ngx_http_cost_cap_scripts[0].data = (u_char *) cc_script_reserve;
-    ngx_http_cost_cap_scripts[0].len = ngx_strlen(cc_script_reserve);
-    ngx_http_cost_cap_scripts[1].data = (u_char *) cc_script_settle;
-    ngx_http_cost_cap_scripts[1].len = ngx_strlen(cc_script_settle);
+    ngx_http_cost_cap_conn_t  *c;
 
-    cc_sha1_hex(cc_script_reserve, ngx_http_cost_cap_scripts[0].len,
-                (char *) ngx_http_cost_cap_sha[0]);
-    cc_sha1_hex(cc_script_settle, ngx_http_cost_cap_scripts[1].len,
-                (char *) ngx_http_cost_cap_sha[1]);
+    c = ngx_calloc(sizeof(ngx_http_cost_cap_conn_t), ngx_cycle->log);
+    if (c == NULL) {
+        return NULL;
+    }
 
-    ngx_http_cost_cap_sha_reserve.data = ngx_http_cost_cap_sha[0];
-    ngx_http_cost_cap_sha_reserve.len = 40;
-    ngx_http_cost_cap_sha_settle.data = ngx_http_cost_cap_sha[1];
-    ngx_http_cost_cap_sha_settle.len = 40;
+    c->role = role;
+    c->data = data;
+    c->addr = *addr;
 
-    return NGX_OK;
+    if (addr->sockaddr) {
+        ngx_http_cost_cap_conn_set_addr(c, addr->sockaddr, addr->socklen);
+    }
+
+    c->log = *ngx_cycle->log;
+    c->log_level = ngx_cycle->log->log_level;
+
+    ngx_queue_init(&c->ops);
+
+    c->reconnect.handler = ngx_http_cost_cap_conn_reconnect_handler;
+    c->reconnect.data = c;
+    c->reconnect.log = &c->log;
+    c->reconnect.cancelable = 1;
+
+    c->stall.handler = ngx_http_cost_cap_conn_stall_handler;
+    c->stall.data = c;
+    c->stall.log = &c->log;
+
+    return c;
+}
+
+
+/* the router took the operations: what is left is the connection's own */
+
+void
+ngx_http_cost_cap_conn_destroy(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_queue_t  *q;
+
+    ngx_http_cost_cap_conn_close(c);
+
+    while (!ngx_queue_empty(&c->ops)) {
+        q = ngx_queue_head(&c->ops);
+        ngx_queue_remove(q);
+        ngx_http_cost_cap_op_free(ngx_queue_data(q, ngx_http_cost_cap_op_t,
+                                                 queue));
+    }
+
+    if (c->reconnect.timer_set) {
+        ngx_del_timer(&c->reconnect);
+    }
+
+    ngx_free(c->out);
+    ngx_free(c);
+}
+
+
+/* a new address (a Sentinel's answer, a MOVED); used at the next connect */
+
+void
+ngx_http_cost_cap_conn_set_addr(ngx_http_cost_cap_conn_t *c,
+    struct sockaddr *sa, socklen_t len)
+{
+    len = ngx_min(len, (socklen_t) sizeof(ngx_sockaddr_t));
+
+    ngx_memcpy(&c->sockaddr, sa, len);
+    c->addr.sockaddr = &c->sockaddr.sockaddr;
+    c->addr.socklen = len;
+}
+
+
+/* usable now: operations appended are sent as soon as it is up */
+
+ngx_uint_t
+ngx_http_cost_cap_conn_usable(ngx_http_cost_cap_conn_t *c)
+{
+    return c->state != NGX_HTTP_COST_CAP_CONN_DOWN
+           || (!c->reconnect.timer_set
+               && ngx_http_cost_cap_conn_connect(c) == NGX_OK);
 }
 
 
 ngx_int_t
-ngx_http_cost_cap_redis_init_process(ngx_cycle_t *cycle)
+ngx_http_cost_cap_conn_connect(ngx_http_cost_cap_conn_t *c)
 {
-    ngx_http_cost_cap_redis_t      *rds;
+    ngx_resolver_ctx_t             *ctx, temp;
     ngx_http_cost_cap_main_conf_t  *cmcf;
 
-    cmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_cost_cap_module);
-    if (cmcf == NULL || cmcf->addr == NULL) {
+    if (c->state != NGX_HTTP_COST_CAP_CONN_DOWN) {
         return NGX_OK;
     }
 
-    rds = ngx_pcalloc(cycle->pool, sizeof(ngx_http_cost_cap_redis_t));
-    if (rds == NULL) {
+    cmcf = ngx_http_cost_cap_main_conf;
+
+    if (c->tried) {
+        ngx_http_cost_cap_count(reconnects, 1);
+    }
+
+    c->tried = 1;
+    c->connect_start = ngx_current_msec;
+
+    /* the whole of connect, resolve, TLS and handshake: connect_timeout */
+    ngx_add_timer(&c->stall, cmcf->connect_timeout);
+
+    if (!c->addr.resolve) {
+        return ngx_http_cost_cap_conn_open(c);
+    }
+
+    /* a name, and a resolver: resolved at every connect (failover by DNS) */
+    temp.name = c->addr.host;
+
+    ctx = ngx_resolve_start(cmcf->resolver, &temp);
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_http_cost_cap_conn_fail(c, "could not resolve");
         return NGX_ERROR;
     }
 
-    rds->conf = cmcf;
-    rds->log = *cycle->log;
-    rds->log_level = cycle->log->log_level;
+    ctx->name = c->addr.host;
+    ctx->handler = ngx_http_cost_cap_conn_resolved;
+    ctx->data = c;
+    ctx->timeout = cmcf->resolver_timeout;
+    ctx->cancelable = 1;
 
-    ngx_queue_init(&rds->ops);
-    ngx_queue_init(&rds->retry);
-    ngx_queue_init(&ngx_http_cost_cap_free_ops);
+    c->resolving = ctx;
+    c->state = NGX_HTTP_COST_CAP_CONN_RESOLVING;
 
-    rds->reconnect.handler = ngx_http_cost_cap_redis_reconnect;
-    rds->reconnect.data = rds;
-    rds->reconnect.log = &rds->log;
-    rds->reconnect.cancelable = 1;
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        c->resolving = NULL;
+        ngx_http_cost_cap_conn_fail(c, "could not resolve");
+        return NGX_ERROR;
+    }
 
-    ngx_http_cost_cap_redis = rds;
-
-    /* connect early, so that the first request finds the handshake done */
-    (void) ngx_http_cost_cap_redis_connect(rds);
-
-    return NGX_OK;
+    /* the handler may have run already, and failed */
+    return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
 }
 
 
-void
-ngx_http_cost_cap_redis_exit_process(ngx_cycle_t *cycle)
+static void
+ngx_http_cost_cap_conn_resolved(ngx_resolver_ctx_t *ctx)
 {
-    ngx_queue_t                *q;
-    ngx_http_cost_cap_op_t     *op;
-    ngx_http_cost_cap_redis_t  *rds;
+    ngx_http_cost_cap_conn_t  *c;
 
-    rds = ngx_http_cost_cap_redis;
-    if (rds == NULL) {
+    c = ctx->data;
+    c->resolving = NULL;
+
+    if (ctx->state || ctx->naddrs == 0) {
+        ngx_log_error(NGX_LOG_ERR, &c->log, 0,
+                      "cost_cap: redis \"%V\" could not be resolved (%i: %s)",
+                      &c->addr.host, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+        ngx_resolve_name_done(ctx);
+        ngx_http_cost_cap_conn_fail(c, "could not resolve");
         return;
     }
 
-    ngx_http_cost_cap_redis_close(rds);
+    ngx_http_cost_cap_conn_set_addr(c, ctx->addrs[0].sockaddr,
+                                    ctx->addrs[0].socklen);
+    ngx_inet_set_port(&c->sockaddr.sockaddr, c->addr.port);
 
-    while (!ngx_queue_empty(&rds->ops)) {
-        q = ngx_queue_head(&rds->ops);
-        ngx_queue_remove(q);
-        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
-        ngx_http_cost_cap_redis_free_op(op);
-    }
+    ngx_resolve_name_done(ctx);
 
-    /* what still waits for Redis is dropped, and its handler logs it */
-    while (!ngx_queue_empty(&rds->retry)) {
-        q = ngx_queue_head(&rds->retry);
-        ngx_queue_remove(q);
-        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
-        op->unsent = 1;
-        ngx_http_cost_cap_redis_lost(op);
-    }
-
-    if (rds->reconnect.timer_set) {
-        ngx_del_timer(&rds->reconnect);
-    }
-
-    while (!ngx_queue_empty(&ngx_http_cost_cap_free_ops)) {
-        q = ngx_queue_head(&ngx_http_cost_cap_free_ops);
-        ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_cost_cap_op_t, queue));
-    }
-
-    ngx_free(rds->out);
-    ngx_http_cost_cap_redis = NULL;
-}
-
-
-ngx_http_cost_cap_op_t *
-ngx_http_cost_cap_redis_op(void)
-{
-    ngx_queue_t             *q;
-    ngx_http_cost_cap_op_t  *op;
-
-    if (ngx_http_cost_cap_nfree) {
-        q = ngx_queue_head(&ngx_http_cost_cap_free_ops);
-        ngx_queue_remove(q);
-        ngx_http_cost_cap_nfree--;
-        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
-
-    } else {
-        op = ngx_alloc(sizeof(ngx_http_cost_cap_op_t), ngx_cycle->log);
-        if (op == NULL) {
-            return NULL;
-        }
-    }
-
-    ngx_memzero(op, offsetof(ngx_http_cost_cap_op_t, win));
-
-    op->cmd = op->cmd_buf;
-
-    op->timer.handler = ngx_http_cost_cap_redis_timeout;
-    op->timer.data = op;
-    op->timer.log = ngx_cycle->log;
-
-    return op;
-}
-
-
-void
-ngx_http_cost_cap_redis_free_op(ngx_http_cost_cap_op_t *op)
-{
-    if (op->timer.timer_set) {
-        ngx_del_timer(&op->timer);
-    }
-
-    if (op->cmd != op->cmd_buf) {
-        ngx_free(op->cmd);
-    }
-
-    if (ngx_http_cost_cap_redis == NULL
-        || ngx_http_cost_cap_nfree >= NGX_HTTP_COST_CAP_FREE_OPS)
-    {
-        ngx_free(op);
-        return;
-    }
-
-    ngx_queue_insert_head(&ngx_http_cost_cap_free_ops, &op->queue);
-    ngx_http_cost_cap_nfree++;
-}
-
-
-/*
- * Queues op's command.  On NGX_ERROR (no Redis, Redis down, too many in
- * flight) op is freed and its handler is never called; on NGX_OK the
- * handler is called once for the reply, the timeout or the connection's
- * loss (reply NULL), and once more for a reply that arrives after the
- * timeout.
- */
-
-/* EVALSHA <sha> 1 <the op's key prefix>: how every script call begins */
-
-int
-ngx_http_cost_cap_redis_script(ngx_http_cost_cap_op_t *op, ngx_str_t *sha,
-    const char **argv, size_t *argvlen)
-{
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = (char *) sha->data;
-    argvlen[1] = sha->len;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) op->prefix;
-    argvlen[3] = op->prefix_len;
-
-    return 4;
+    (void) ngx_http_cost_cap_conn_open(c);
 }
 
 
 static ngx_int_t
-ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op, int argc,
+ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *pc;
+
+    ngx_memzero(&c->peer, sizeof(ngx_peer_connection_t));
+
+    c->peer.sockaddr = c->addr.sockaddr;
+    c->peer.socklen = c->addr.socklen;
+    c->peer.name = &c->addr.name;
+    c->peer.get = ngx_event_get_peer;
+    c->peer.log = &c->log;
+    c->peer.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&c->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        c->peer.connection = NULL;
+        ngx_http_cost_cap_conn_fail(c, "could not connect");
+        return NGX_ERROR;
+    }
+
+    pc = c->peer.connection;
+    pc->data = c;
+    pc->read->handler = ngx_http_cost_cap_conn_read_handler;
+    pc->write->handler = ngx_http_cost_cap_conn_write_handler;
+
+    if (c->addr.sockaddr->sa_family != AF_UNIX) {
+        ngx_http_cost_cap_conn_keepalive(pc);
+    }
+
+    c->reader = redisReaderCreateWithFunctions(&cc_reply_functions);
+    if (c->reader == NULL) {
+        ngx_http_cost_cap_conn_fail(c, "out of memory");
+        return NGX_ERROR;
+    }
+
+    c->out_pos = 0;
+    c->out_len = 0;
+    c->appended = 0;
+    c->written = 0;
+    c->state = NGX_HTTP_COST_CAP_CONN_CONNECTING;
+
+    /* queued first, sent once connected: what requests send follows */
+    if (ngx_http_cost_cap_ops_handshake(c) != NGX_OK) {
+        ngx_http_cost_cap_conn_fail(c, "out of memory");
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_http_cost_cap_conn_write_handler(pc->write);
+    }
+
+    return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
+}
+
+
+/* a peer that vanishes without a RST is found by TCP as well */
+
+static void
+ngx_http_cost_cap_conn_keepalive(ngx_connection_t *pc)
+{
+    int  on, idle, intvl, cnt;
+
+    on = 1;
+    idle = 30;
+    intvl = 10;
+    cnt = 3;
+
+    (void) setsockopt(pc->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(int));
+#if (NGX_HAVE_KEEPALIVE_TUNABLE)
+    (void) setsockopt(pc->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(int));
+    (void) setsockopt(pc->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+                      sizeof(int));
+    (void) setsockopt(pc->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(int));
+#endif
+}
+
+
+ngx_int_t
+ngx_http_cost_cap_conn_format(ngx_http_cost_cap_op_t *op, int argc,
     const char **argv, const size_t *argvlen)
 {
     size_t  len;
+
+    if (op->cmd != op->cmd_buf) {
+        ngx_free(op->cmd);
+        op->cmd = op->cmd_buf;
+    }
 
     len = cc_resp_command(NULL, argc, argv, argvlen);
 
@@ -315,271 +327,100 @@ ngx_http_cost_cap_redis_format(ngx_http_cost_cap_op_t *op, int argc,
 }
 
 
+/* the connection's own command (handshake, ASKING, SUBSCRIBE, ...) */
+
 ngx_int_t
-ngx_http_cost_cap_redis_send(ngx_http_cost_cap_op_t *op, int argc,
-    const char **argv, const size_t *argvlen)
-{
-    ngx_http_cost_cap_redis_t  *rds;
-
-    rds = ngx_http_cost_cap_redis;
-
-    if (rds == NULL
-        || rds->nops >= rds->conf->max_inflight
-        || ngx_http_cost_cap_redis_format(op, argc, argv, argvlen) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN
-        && (rds->reconnect.timer_set
-            || ngx_http_cost_cap_redis_connect(rds) != NGX_OK))
-    {
-        if (op->deadline && ngx_http_cost_cap_redis_retry(rds, op) == NGX_OK)
-        {
-            return NGX_OK;
-        }
-
-        goto failed;
-    }
-
-    if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
-        goto failed;
-    }
-
-    op->start = ngx_http_cost_cap_now_us();
-    ngx_add_timer(&op->timer, rds->conf->timeout);
-
-    return NGX_OK;
-
-failed:
-
-    ngx_http_cost_cap_redis_free_op(op);
-
-    return NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_http_cost_cap_redis_connect(ngx_http_cost_cap_redis_t *rds)
-{
-    ngx_int_t          rc;
-    ngx_connection_t  *c;
-
-    ngx_memzero(&rds->peer, sizeof(ngx_peer_connection_t));
-
-    rds->peer.sockaddr = rds->conf->addr->sockaddr;
-    rds->peer.socklen = rds->conf->addr->socklen;
-    rds->peer.name = &rds->conf->addr->name;
-    rds->peer.get = ngx_event_get_peer;
-    rds->peer.log = &rds->log;
-    rds->peer.log_error = NGX_ERROR_ERR;
-
-    if (rds->connected) {
-        ngx_http_cost_cap_count(reconnects, 1);
-    }
-
-    rds->connected = 1;
-
-    rc = ngx_event_connect_peer(&rds->peer);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        rds->peer.connection = NULL;
-        ngx_http_cost_cap_redis_fail(rds, "could not connect");
-        return NGX_ERROR;
-    }
-
-    c = rds->peer.connection;
-    c->data = rds;
-    c->read->handler = ngx_http_cost_cap_redis_read_handler;
-    c->write->handler = ngx_http_cost_cap_redis_write_handler;
-
-    rds->reader = redisReaderCreateWithFunctions(&cc_reply_functions);
-    if (rds->reader == NULL) {
-        ngx_http_cost_cap_redis_fail(rds, "out of memory");
-        return NGX_ERROR;
-    }
-
-    rds->out_pos = 0;
-    rds->out_len = 0;
-    rds->appended = 0;
-    rds->written = 0;
-
-    if (rc == NGX_AGAIN) {
-        rds->state = NGX_HTTP_COST_CAP_REDIS_CONNECTING;
-        ngx_add_timer(c->write, rds->conf->connect_timeout);
-
-    } else {
-        rds->state = NGX_HTTP_COST_CAP_REDIS_UP;
-    }
-
-    ngx_http_cost_cap_redis_handshake(rds);
-
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_cost_cap_redis_resend(rds);
-
-    return NGX_OK;
-}
-
-
-/*
- * AUTH, SELECT and the scripts go first on every new connection; what
- * requests send is pipelined right behind them.
- */
-
-static void
-ngx_http_cost_cap_redis_handshake(ngx_http_cost_cap_redis_t *rds)
-{
-    int                             argc;
-    u_char                          db[NGX_INT_T_LEN];
-    size_t                          argvlen[3];
-    const char                     *argv[3];
-    ngx_http_cost_cap_main_conf_t  *cmcf;
-
-    cmcf = rds->conf;
-
-    if (cmcf->password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = 4;
-
-        if (cmcf->user.len) {
-            argv[argc] = (char *) cmcf->user.data;
-            argvlen[argc++] = cmcf->user.len;
-        }
-
-        argv[argc] = (char *) cmcf->password.data;
-        argvlen[argc++] = cmcf->password.len;
-
-        if (ngx_http_cost_cap_redis_internal(rds, "AUTH", argc, argv, argvlen)
-            != NGX_OK)
-        {
-            return;
-        }
-    }
-
-    if (cmcf->db) {
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (char *) db;
-        argvlen[1] = ngx_sprintf(db, "%i", cmcf->db) - db;
-
-        if (ngx_http_cost_cap_redis_internal(rds, "SELECT", 2, argv, argvlen)
-            != NGX_OK)
-        {
-            return;
-        }
-    }
-
-    ngx_http_cost_cap_redis_load_scripts(rds);
-}
-
-
-static void
-ngx_http_cost_cap_redis_load_scripts(ngx_http_cost_cap_redis_t *rds)
-{
-    size_t       argvlen[3];
-    ngx_uint_t   i;
-    const char  *argv[3];
-
-    argv[0] = "SCRIPT";
-    argvlen[0] = 6;
-    argv[1] = "LOAD";
-    argvlen[1] = 4;
-
-    for (i = 0; i < 2; i++) {
-        argv[2] = (char *) ngx_http_cost_cap_scripts[i].data;
-        argvlen[2] = ngx_http_cost_cap_scripts[i].len;
-
-        if (ngx_http_cost_cap_redis_internal(rds, "SCRIPT LOAD", 3, argv,
-                                             argvlen)
-            != NGX_OK)
-        {
-            return;
-        }
-    }
-}
-
-
-/* an operation of the client itself: no request, no timer, no handler */
-
-static ngx_int_t
-ngx_http_cost_cap_redis_internal(ngx_http_cost_cap_redis_t *rds,
-    const char *what, int argc, const char **argv, const size_t *argvlen)
+ngx_http_cost_cap_conn_command(ngx_http_cost_cap_conn_t *c, const char *what,
+    ngx_http_cost_cap_op_handler_pt handler, int argc, const char **argv,
+    const size_t *argvlen)
 {
     ngx_http_cost_cap_op_t  *op;
 
-    op = ngx_http_cost_cap_redis_op();
+    op = ngx_http_cost_cap_op_alloc();
     if (op == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
-    op->data = (void *) what;
+    op->internal = 1;
+    op->what = what;
+    op->handler = handler;
 
-    if (ngx_http_cost_cap_redis_format(op, argc, argv, argvlen) != NGX_OK) {
-        ngx_http_cost_cap_redis_free_op(op);
-        goto failed;
+    if (ngx_http_cost_cap_conn_format(op, argc, argv, argvlen) != NGX_OK
+        || ngx_http_cost_cap_conn_append(c, op) != NGX_OK)
+    {
+        ngx_http_cost_cap_op_free(op);
+        return NGX_ERROR;
     }
 
-    if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
-        ngx_http_cost_cap_redis_free_op(op);
-        goto failed;
+    /* before the connection is up, or behind the handshake: part of it */
+    if (c->state != NGX_HTTP_COST_CAP_CONN_UP || c->handshake) {
+        op->hs = 1;
+        c->handshake++;
     }
 
     return NGX_OK;
-
-failed:
-
-    ngx_http_cost_cap_redis_fail(rds, "out of memory");
-
-    return NGX_ERROR;
 }
 
 
-static ngx_int_t
-ngx_http_cost_cap_redis_append(ngx_http_cost_cap_redis_t *rds,
+ngx_int_t
+ngx_http_cost_cap_conn_append(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op)
 {
     u_char            *p;
     size_t             size;
-    ngx_connection_t  *c;
+    ngx_connection_t  *pc;
 
-    if (rds->out_len + op->cmd_len > rds->out_size) {
-        size = ngx_max(rds->out_size * 2, rds->out_len + op->cmd_len);
+    if (c->nops >= ngx_http_cost_cap_main_conf->max_inflight
+        && !op->internal)
+    {
+        return NGX_ERROR;
+    }
+
+    if (op->build && op->build(op, c) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (c->out_len + op->cmd_len > c->out_size) {
+        size = ngx_max(c->out_size * 2, c->out_len + op->cmd_len);
         size = ngx_max(size, 16384);
 
-        p = ngx_alloc(size, &rds->log);
+        p = ngx_alloc(size, &c->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (rds->out) {
-            ngx_memcpy(p, rds->out + rds->out_pos,
-                       rds->out_len - rds->out_pos);
-            ngx_free(rds->out);
+        if (c->out) {
+            ngx_memcpy(p, c->out + c->out_pos, c->out_len - c->out_pos);
+            ngx_free(c->out);
         }
 
-        rds->out_len -= rds->out_pos;
-        rds->out_pos = 0;
-        rds->out = p;
-        rds->out_size = size;
+        c->out_len -= c->out_pos;
+        c->out_pos = 0;
+        c->out = p;
+        c->out_size = size;
     }
 
-    ngx_memcpy(rds->out + rds->out_len, op->cmd, op->cmd_len);
-    rds->out_len += op->cmd_len;
-    rds->appended += op->cmd_len;
-    op->end = rds->appended;
+    ngx_memcpy(c->out + c->out_len, op->cmd, op->cmd_len);
+    c->out_len += op->cmd_len;
+    c->appended += op->cmd_len;
 
-    ngx_queue_insert_tail(&rds->ops, &op->queue);
-    rds->nops++;
+    op->end = c->appended;
+    op->start = ngx_http_cost_cap_now_us();
+    op->conn = c;
+    op->where = NGX_HTTP_COST_CAP_OP_PIPELINE;
+
+    ngx_queue_insert_tail(&c->ops, &op->queue);
+    c->nops++;
+
+    if (!c->stall.timer_set) {
+        ngx_add_timer(&c->stall, ngx_http_cost_cap_stall_time());
+    }
 
     /* one write per event loop iteration carries every queued command */
-    c = rds->peer.connection;
+    pc = c->peer.connection;
 
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_UP && !c->write->posted) {
-        ngx_post_event(c->write, &ngx_posted_events);
+    if (c->state == NGX_HTTP_COST_CAP_CONN_UP && !pc->write->posted) {
+        ngx_post_event(pc->write, &ngx_posted_events);
     }
 
     return NGX_OK;
@@ -587,112 +428,114 @@ ngx_http_cost_cap_redis_append(ngx_http_cost_cap_redis_t *rds,
 
 
 static void
-ngx_http_cost_cap_redis_write_handler(ngx_event_t *wev)
+ngx_http_cost_cap_conn_write_handler(ngx_event_t *wev)
 {
-    ssize_t                     n;
-    ngx_connection_t           *c;
-    ngx_http_cost_cap_redis_t  *rds;
+    ssize_t                    n;
+    ngx_connection_t          *pc;
+    ngx_http_cost_cap_conn_t  *c;
 
-    c = wev->data;
-    rds = c->data;
+    pc = wev->data;
+    c = pc->data;
 
-    if (wev->timedout) {
-        ngx_http_cost_cap_redis_fail(rds, "connect timed out");
-        return;
-    }
-
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_CONNECTING) {
-        if (ngx_http_cost_cap_redis_test_connect(c) != NGX_OK) {
-            ngx_http_cost_cap_redis_fail(rds, "connect failed");
+    if (c->state == NGX_HTTP_COST_CAP_CONN_CONNECTING) {
+        if (ngx_http_cost_cap_conn_test_connect(pc) != NGX_OK) {
+            ngx_http_cost_cap_conn_fail(c, "connect failed");
             return;
         }
 
-        if (wev->timer_set) {
-            ngx_del_timer(wev);
+#if (NGX_HTTP_SSL)
+        if (ngx_http_cost_cap_main_conf->ssl) {
+            ngx_http_cost_cap_conn_ssl(c);
+            return;
         }
+#endif
 
-        rds->state = NGX_HTTP_COST_CAP_REDIS_UP;
+        c->state = NGX_HTTP_COST_CAP_CONN_UP;
     }
 
-    while (rds->out_pos < rds->out_len) {
-        n = c->send(c, rds->out + rds->out_pos, rds->out_len - rds->out_pos);
+    if (c->state != NGX_HTTP_COST_CAP_CONN_UP) {
+        return;
+    }
+
+    while (c->out_pos < c->out_len) {
+        n = pc->send(pc, c->out + c->out_pos, c->out_len - c->out_pos);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                ngx_http_cost_cap_redis_fail(rds, "write event failed");
+                ngx_http_cost_cap_conn_fail(c, "write event failed");
             }
 
             return;
         }
 
         if (n == NGX_ERROR) {
-            ngx_http_cost_cap_redis_fail(rds, "send failed");
+            ngx_http_cost_cap_conn_fail(c, "send failed");
             return;
         }
 
-        rds->out_pos += n;
-        rds->written += n;
+        c->out_pos += n;
+        c->written += n;
     }
 
-    rds->out_pos = 0;
-    rds->out_len = 0;
+    c->out_pos = 0;
+    c->out_len = 0;
 }
 
 
 static void
-ngx_http_cost_cap_redis_read_handler(ngx_event_t *rev)
+ngx_http_cost_cap_conn_read_handler(ngx_event_t *rev)
 {
-    u_char                      buf[16384];
-    ssize_t                     n;
-    ngx_connection_t           *c;
-    ngx_http_cost_cap_redis_t  *rds;
+    u_char                     buf[16384];
+    ssize_t                    n;
+    ngx_connection_t          *pc;
+    ngx_http_cost_cap_conn_t  *c;
 
-    c = rev->data;
-    rds = c->data;
+    pc = rev->data;
+    c = pc->data;
 
     /* worker_shutdown_timeout closes every connection this way: no waiting */
-    if (c->close) {
-        rds->forced = 1;
-        ngx_http_cost_cap_redis_fail(rds, "worker shutting down");
+    if (pc->close) {
+        c->forced = 1;
+        ngx_http_cost_cap_conn_fail(c, "worker shutting down");
         return;
     }
 
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_CONNECTING) {
+    if (c->state == NGX_HTTP_COST_CAP_CONN_CONNECTING) {
         /* an error, or Redis talking first: let the write side decide */
-        ngx_http_cost_cap_redis_write_handler(c->write);
+        ngx_http_cost_cap_conn_write_handler(pc->write);
 
-        if (rds->state != NGX_HTTP_COST_CAP_REDIS_UP) {
+        if (c->state != NGX_HTTP_COST_CAP_CONN_UP) {
             return;
         }
     }
 
     for ( ;; ) {
-        n = c->recv(c, buf, sizeof(buf));
+        n = pc->recv(pc, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
             break;
         }
 
         if (n == NGX_ERROR || n == 0) {
-            ngx_http_cost_cap_redis_fail(rds, "connection closed");
+            ngx_http_cost_cap_conn_fail(c, "connection closed");
             return;
         }
 
-        if (redisReaderFeed(rds->reader, (char *) buf, n) != REDIS_OK
-            || ngx_http_cost_cap_redis_process(rds) != NGX_OK)
+        if (redisReaderFeed(c->reader, (char *) buf, n) != REDIS_OK
+            || ngx_http_cost_cap_conn_process(c) != NGX_OK)
         {
             return;
         }
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_http_cost_cap_redis_fail(rds, "read event failed");
+        ngx_http_cost_cap_conn_fail(c, "read event failed");
     }
 }
 
 
 static ngx_int_t
-ngx_http_cost_cap_redis_test_connect(ngx_connection_t *c)
+ngx_http_cost_cap_conn_test_connect(ngx_connection_t *pc)
 {
     int        err;
     socklen_t  len;
@@ -700,12 +543,119 @@ ngx_http_cost_cap_redis_test_connect(ngx_connection_t *c)
     err = 0;
     len = sizeof(int);
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+    if (getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
         err = ngx_socket_errno;
     }
 
     if (err) {
-        (void) ngx_connection_error(c, err, "connect() failed");
+        (void) ngx_connection_error(pc, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* connected (and TLS done): the handshake and what follows it go out */
+
+static void
+ngx_http_cost_cap_conn_up(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_connection_t  *pc;
+
+    pc = c->peer.connection;
+
+    pc->read->handler = ngx_http_cost_cap_conn_read_handler;
+    pc->write->handler = ngx_http_cost_cap_conn_write_handler;
+
+    c->state = NGX_HTTP_COST_CAP_CONN_UP;
+
+    ngx_http_cost_cap_conn_write_handler(pc->write);
+
+    if (c->state == NGX_HTTP_COST_CAP_CONN_UP && pc->read->ready) {
+        ngx_http_cost_cap_conn_read_handler(pc->read);
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static void
+ngx_http_cost_cap_conn_ssl(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *pc;
+
+    pc = c->peer.connection;
+
+    if (ngx_ssl_create_connection(ngx_http_cost_cap_main_conf->ssl, pc,
+                                  NGX_SSL_CLIENT)
+        != NGX_OK
+        || ngx_http_cost_cap_conn_ssl_name(c, pc) != NGX_OK)
+    {
+        ngx_http_cost_cap_conn_fail(c, "SSL connection failed");
+        return;
+    }
+
+    c->state = NGX_HTTP_COST_CAP_CONN_SSL;
+
+    rc = ngx_ssl_handshake(pc);
+
+    if (rc == NGX_AGAIN) {
+        pc->ssl->handler = ngx_http_cost_cap_conn_ssl_handshaked;
+        return;
+    }
+
+    ngx_http_cost_cap_conn_ssl_handshaked(pc);
+}
+
+
+static void
+ngx_http_cost_cap_conn_ssl_handshaked(ngx_connection_t *pc)
+{
+    ngx_http_cost_cap_conn_t  *c;
+
+    c = pc->data;
+
+    if (!pc->ssl->handshaked) {
+        ngx_http_cost_cap_conn_fail(c, "SSL handshake failed");
+        return;
+    }
+
+    if (ngx_http_cost_cap_conn_ssl_verify(c, pc) != NGX_OK) {
+        ngx_http_cost_cap_conn_fail(c, "SSL certificate not trusted");
+        return;
+    }
+
+    ngx_http_cost_cap_conn_up(c);
+}
+
+
+/* SNI: cost_cap_redis_ssl_name, else the host unless it is an address */
+
+static ngx_int_t
+ngx_http_cost_cap_conn_ssl_name(ngx_http_cost_cap_conn_t *c,
+    ngx_connection_t *pc)
+{
+    u_char                          name[256];
+    ngx_str_t                      *host;
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cost_cap_main_conf;
+    host = cmcf->ssl_name.len ? &cmcf->ssl_name : &c->addr.host;
+
+    if (host->len == 0 || host->len >= sizeof(name)
+        || host->data[0] == '['
+        || ngx_inet_addr(host->data, host->len) != INADDR_NONE)
+    {
+        return NGX_OK;
+    }
+
+    (void) ngx_cpystrn(name, host->data, host->len + 1);
+
+    if (SSL_set_tlsext_host_name(pc->ssl->connection, (char *) name) == 0) {
+        ngx_ssl_error(NGX_LOG_ERR, &c->log, 0,
+                      "SSL_set_tlsext_host_name(\"%s\") failed", name);
         return NGX_ERROR;
     }
 
@@ -714,17 +664,70 @@ ngx_http_cost_cap_redis_test_connect(ngx_connection_t *c)
 
 
 static ngx_int_t
-ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
+ngx_http_cost_cap_conn_ssl_verify(ngx_http_cost_cap_conn_t *c,
+    ngx_connection_t *pc)
+{
+    long                            rc;
+    u_char                          ip[NGX_INET_ADDRSTRLEN + 1];
+    X509                           *cert;
+    ngx_str_t                      *name;
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cost_cap_main_conf;
+
+    if (!cmcf->ssl_verify) {
+        return NGX_OK;
+    }
+
+    rc = SSL_get_verify_result(pc->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, &c->log, 0,
+                      "cost_cap: redis %V: SSL certificate verify error: "
+                      "(%l:%s)", &c->addr.name, rc,
+                      X509_verify_cert_error_string(rc));
+        return NGX_ERROR;
+    }
+
+    name = cmcf->ssl_name.len ? &cmcf->ssl_name : &c->addr.host;
+
+    /* an address is checked against the certificate's IP names */
+    if (ngx_inet_addr(name->data, name->len) != INADDR_NONE) {
+        (void) ngx_cpystrn(ip, name->data,
+                           ngx_min(name->len + 1, sizeof(ip)));
+
+        cert = SSL_get_peer_certificate(pc->ssl->connection);
+        rc = cert && X509_check_ip_asc(cert, (char *) ip, 0) == 1;
+        X509_free(cert);
+
+        if (rc) {
+            return NGX_OK;
+        }
+
+    } else if (ngx_ssl_check_host(pc, name) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &c->log, 0,
+                  "cost_cap: redis %V: SSL certificate does not match \"%V\"",
+                  &c->addr.name, name);
+
+    return NGX_ERROR;
+}
+
+#endif
+
+
+static ngx_int_t
+ngx_http_cost_cap_conn_process(ngx_http_cost_cap_conn_t *c)
 {
     void                    *p;
-    ngx_int_t                rc;
     ngx_queue_t             *q;
-    redisReply              *reply;
     ngx_http_cost_cap_op_t  *op;
 
     for ( ;; ) {
-        if (redisReaderGetReply(rds->reader, &p) != REDIS_OK) {
-            ngx_http_cost_cap_redis_fail(rds, "protocol error");
+        if (redisReaderGetReply(c->reader, &p) != REDIS_OK) {
+            ngx_http_cost_cap_conn_fail(c, "protocol error");
             return NGX_ERROR;
         }
 
@@ -732,321 +735,330 @@ ngx_http_cost_cap_redis_process(ngx_http_cost_cap_redis_t *rds)
             return NGX_OK;
         }
 
-        reply = p;
+        if (c->role == NGX_HTTP_COST_CAP_CONN_SUBSCRIBER
+            && ngx_queue_empty(&c->ops))
+        {
+            ngx_http_cost_cap_router_push(c, p);
+            cc_reply_free(p);
 
-        if (ngx_queue_empty(&rds->ops)) {
-            cc_reply_free(reply);
-            ngx_http_cost_cap_redis_fail(rds, "unexpected reply");
-            return NGX_ERROR;
-        }
-
-        q = ngx_queue_head(&rds->ops);
-        ngx_queue_remove(q);
-        rds->nops--;
-
-        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
-
-        if (reply->type != REDIS_REPLY_ERROR) {
-            rds->erred = 0;
-
-        } else {
-            rc = ngx_http_cost_cap_redis_error(rds, op, reply);
-
-            if (rc == NGX_ERROR) {
+            if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN) {
                 return NGX_ERROR;
             }
 
-            if (rc == NGX_AGAIN) {
-                continue;
-            }
+            continue;
         }
 
-        ngx_http_cost_cap_redis_ok(rds);
-
-        if (op->timer.timer_set) {
-            ngx_del_timer(&op->timer);
+        if (ngx_queue_empty(&c->ops)) {
+            cc_reply_free(p);
+            ngx_http_cost_cap_conn_fail(c, "unexpected reply");
+            return NGX_ERROR;
         }
 
-        if (op->handler) {
-            ngx_http_cost_cap_metrics_latency(ngx_http_cost_cap_now_us()
-                                              - op->start);
-            op->handler(op, reply);
+        q = ngx_queue_head(&c->ops);
+        ngx_queue_remove(q);
+        c->nops--;
+
+        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+        op->where = NGX_HTTP_COST_CAP_OP_NOWHERE;
+
+        if (ngx_http_cost_cap_conn_reply(c, op, p) != NGX_OK) {
+            return NGX_ERROR;
         }
 
-        cc_reply_free(reply);
-        ngx_http_cost_cap_redis_free_op(op);
+        if (c->nops == 0 && c->stall.timer_set) {
+            ngx_del_timer(&c->stall);
+        }
     }
 }
 
 
-/*
- * An error reply: a failed handshake closes the connection (NGX_ERROR);
- * NOSCRIPT loads the scripts and sends the command again (NGX_AGAIN); any
- * other goes to the operation's handler (NGX_OK).
- */
+/* one reply, for the operation at the head of the queue */
 
 static ngx_int_t
-ngx_http_cost_cap_redis_error(ngx_http_cost_cap_redis_t *rds,
+ngx_http_cost_cap_conn_reply(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op, redisReply *reply)
 {
-    if (op->handler == NULL) {
-        ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
-                      "cost_cap: redis %s failed: %*s",
-                      (char *) op->data, (size_t) reply->len, reply->str);
-        cc_reply_free(reply);
-        ngx_http_cost_cap_redis_free_op(op);
-        ngx_http_cost_cap_redis_fail(rds, "handshake failed");
-        return NGX_ERROR;
+    ngx_uint_t  error;
+
+    error = (reply->type == REDIS_REPLY_ERROR);
+
+    if (op->internal) {
+        return ngx_http_cost_cap_conn_internal(c, op, reply);
     }
 
-    if (!op->retried
-        && reply->len >= 8
-        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-    {
-        /* the scripts were flushed: load them and send op again */
+    if (!error) {
+        c->erred = 0;
+        c->slow = 0;
+        c->backoff = 0;
+        c->log.log_level = c->log_level;
+
+        ngx_http_cost_cap_metrics_latency(ngx_http_cost_cap_now_us()
+                                          - op->start);
+        ngx_http_cost_cap_op_finish(op, reply, NGX_HTTP_COST_CAP_OP_REPLY);
         cc_reply_free(reply);
-        op->retried = 1;
-        ngx_http_cost_cap_redis_load_scripts(rds);
 
-        if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN) {
-            ngx_http_cost_cap_redis_lost(op);
+        return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
+    }
+
+    if (op->script && !op->noscript
+        && reply->len >= 8 && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the scripts were flushed: load this one and send op again */
+        cc_reply_free(reply);
+        op->noscript = 1;
+
+        if (ngx_http_cost_cap_ops_load_script(c, op->script) != NGX_OK
+            || ngx_http_cost_cap_conn_append(c, op) != NGX_OK)
+        {
+            ngx_http_cost_cap_router_lost(op);
+            ngx_http_cost_cap_conn_fail(c, "out of memory");
             return NGX_ERROR;
         }
 
-        if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
-            ngx_http_cost_cap_redis_lost(op);
-            ngx_http_cost_cap_redis_fail(rds, "out of memory");
-            return NGX_ERROR;
-        }
-
-        return NGX_AGAIN;
+        return NGX_OK;
     }
 
     ngx_http_cost_cap_count(redis_errors, 1);
 
     /* once until a command succeeds, not once per request */
-    if (!rds->erred) {
-        rds->erred = 1;
-        ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
+    if (!c->erred) {
+        c->erred = 1;
+        ngx_log_error(NGX_LOG_ERR, &c->log, 0,
                       "cost_cap: redis %V answered: %*s",
-                      &rds->conf->addr->name, (size_t) reply->len, reply->str);
+                      &c->addr.name, (size_t) reply->len, reply->str);
     }
 
-    return NGX_OK;
+    ngx_http_cost_cap_router_error(c, op, reply);
+    cc_reply_free(reply);
+
+    return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
 }
 
 
-static void
-ngx_http_cost_cap_redis_ok(ngx_http_cost_cap_redis_t *rds)
+/*
+ * A reply to the connection's own command: a handshake that fails closes
+ * the connection; the router's commands (ROLE, CLUSTER SLOTS, SENTINEL)
+ * have handlers.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_conn_internal(ngx_http_cost_cap_conn_t *c,
+    ngx_http_cost_cap_op_t *op, redisReply *reply)
 {
-    rds->backoff = 0;
-    rds->slow = 0;
-    rds->log.log_level = rds->log_level;
+    ngx_uint_t  hs;
+
+    hs = op->hs;
+
+    if (hs) {
+        c->handshake--;
+    }
+
+    if (op->handler) {
+        op->handler(op, reply, NGX_HTTP_COST_CAP_OP_REPLY);
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, &c->log, 0,
+                      "cost_cap: redis %V: %s failed: %*s", &c->addr.name,
+                      op->what, (size_t) reply->len, reply->str);
+        cc_reply_free(reply);
+        ngx_http_cost_cap_op_free(op);
+        ngx_http_cost_cap_conn_fail(c, "handshake failed");
+        return NGX_ERROR;
+    }
+
+    cc_reply_free(reply);
+    ngx_http_cost_cap_op_free(op);
+
+    if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN) {
+        return NGX_ERROR;
+    }
+
+    /* the handshake's last reply: what waited for this connection goes */
+    if (hs && c->handshake == 0) {
+        ngx_http_cost_cap_router_ready(c);
+    }
+
+    return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
 }
 
 
-/* closes the connection, fails every operation, and schedules a retry */
+/*
+ * The connect timer while connecting (until the handshake's last reply),
+ * then the age of the oldest operation: a peer that stopped answering
+ * without closing (a host gone, NAT state lost) is not waited on.
+ */
 
 static void
-ngx_http_cost_cap_redis_fail(ngx_http_cost_cap_redis_t *rds,
-    const char *reason)
+ngx_http_cost_cap_conn_stall_handler(ngx_event_t *ev)
 {
-    ngx_queue_t             *q;
+    ngx_msec_t                 stall, age;
+    ngx_queue_t               *q;
+    ngx_http_cost_cap_op_t    *op;
+    ngx_http_cost_cap_conn_t  *c;
+
+    c = ev->data;
+
+    if (c->state != NGX_HTTP_COST_CAP_CONN_UP || c->handshake) {
+        ngx_http_cost_cap_conn_fail(c, c->state
+                                       == NGX_HTTP_COST_CAP_CONN_UP
+                                       ? "handshake timed out"
+                                       : "connect timed out");
+        return;
+    }
+
+    if (ngx_queue_empty(&c->ops)) {
+        return;
+    }
+
+    stall = ngx_http_cost_cap_stall_time();
+
+    q = ngx_queue_head(&c->ops);
+    op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+    age = (ngx_msec_t) ((ngx_http_cost_cap_now_us() - op->start) / 1000);
+
+    if (age >= stall) {
+        ngx_http_cost_cap_count(stalls, 1);
+        ngx_http_cost_cap_conn_fail(c, "not answering");
+        return;
+    }
+
+    ngx_add_timer(&c->stall, stall - age);
+}
+
+
+/* closes the connection, hands every operation back, schedules a retry */
+
+void
+ngx_http_cost_cap_conn_fail(ngx_http_cost_cap_conn_t *c, const char *reason)
+{
+    ngx_msec_t               delay;
+    ngx_queue_t              ops, *q;
     ngx_http_cost_cap_op_t  *op;
 
-    ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
-                  "cost_cap: redis %V: %s, retrying",
-                  &rds->conf->addr->name, reason);
+    ngx_log_error(NGX_LOG_ERR, &c->log, 0,
+                  "cost_cap: redis %V: %s, retrying", &c->addr.name, reason);
 
     ngx_http_cost_cap_count(redis_errors, 1);
 
     /* once per reconnect cycle: quiet until a reply succeeds */
-    rds->log.log_level = ngx_min(rds->log_level, NGX_LOG_CRIT);
+    c->log.log_level = ngx_min(c->log_level, NGX_LOG_CRIT);
 
-    ngx_http_cost_cap_redis_close(rds);
+    ngx_http_cost_cap_conn_close(c);
 
-    while (!ngx_queue_empty(&rds->ops)) {
-        q = ngx_queue_head(&rds->ops);
+    ngx_queue_init(&ops);
+
+    if (!ngx_queue_empty(&c->ops)) {
+        ops = c->ops;
+        ops.next->prev = &ops;
+        ops.prev->next = &ops;
+        ngx_queue_init(&c->ops);
+    }
+
+    c->nops = 0;
+    c->handshake = 0;
+
+    c->backoff = c->backoff
+                 ? ngx_min(c->backoff * 2, NGX_HTTP_COST_CAP_BACKOFF_MAX)
+                 : NGX_HTTP_COST_CAP_BACKOFF_MIN;
+
+    /* jitter: the workers of every gateway do not come back at once */
+    delay = c->backoff / 2 + (ngx_msec_t) ngx_random() % (c->backoff / 2 + 1);
+
+    /* a worker that shuts down still delivers what it owes */
+    if (!ngx_terminate && !c->forced
+        && (!(ngx_exiting || ngx_quit) || !ngx_queue_empty(&ops)
+            || ngx_http_cost_cap_router_active())
+        && !c->reconnect.timer_set)
+    {
+        ngx_add_timer(&c->reconnect, delay);
+    }
+
+    if (c->forced) {
+        ngx_http_cost_cap_router_forced();
+    }
+
+    /* handed back in order, once the connection is down */
+    while (!ngx_queue_empty(&ops)) {
+        q = ngx_queue_head(&ops);
         ngx_queue_remove(q);
-        rds->nops--;
 
         op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+        op->where = NGX_HTTP_COST_CAP_OP_NOWHERE;
+        op->conn = NULL;
 
-        /* a command cut short never ran: it may be sent again */
-        if (op->end > rds->written) {
-            op->unsent = 1;
-
-            if (op->deadline
-                && ngx_http_cost_cap_redis_retry(rds, op) == NGX_OK)
-            {
-                continue;
+        if (op->internal) {
+            if (op->handler) {
+                op->handler(op, NULL, NGX_HTTP_COST_CAP_OP_LOST);
             }
-        }
 
-        ngx_http_cost_cap_redis_lost(op);
-    }
-
-    rds->backoff = rds->backoff
-                   ? ngx_min(rds->backoff * 2, NGX_HTTP_COST_CAP_BACKOFF_MAX)
-                   : NGX_HTTP_COST_CAP_BACKOFF_MIN;
-
-    /* a worker that shuts down still delivers its queued settlements */
-    if (!ngx_terminate
-        && (!(ngx_exiting || ngx_quit) || rds->nretry))
-    {
-        ngx_add_timer(&rds->reconnect, rds->backoff);
-    }
-}
-
-
-static void
-ngx_http_cost_cap_redis_close(ngx_http_cost_cap_redis_t *rds)
-{
-    if (rds->peer.connection) {
-        ngx_close_connection(rds->peer.connection);
-        rds->peer.connection = NULL;
-    }
-
-    if (rds->reader) {
-        redisReaderFree(rds->reader);
-        rds->reader = NULL;
-    }
-
-    rds->out_pos = 0;
-    rds->out_len = 0;
-    rds->state = NGX_HTTP_COST_CAP_REDIS_DOWN;
-}
-
-
-static void
-ngx_http_cost_cap_redis_reconnect(ngx_event_t *ev)
-{
-    ngx_http_cost_cap_redis_t  *rds;
-
-    rds = ev->data;
-
-    if (rds->state == NGX_HTTP_COST_CAP_REDIS_DOWN) {
-        (void) ngx_http_cost_cap_redis_connect(rds);
-    }
-}
-
-
-static void
-ngx_http_cost_cap_redis_timeout(ngx_event_t *ev)
-{
-    ngx_http_cost_cap_op_t     *op;
-    ngx_http_cost_cap_redis_t  *rds;
-
-    op = ev->data;
-    rds = ngx_http_cost_cap_redis;
-
-    if (op->retrying) {
-        /* the deadline passed while Redis was away */
-        ngx_queue_remove(&op->queue);
-        rds->nretry--;
-        op->unsent = 1;
-        ngx_http_cost_cap_redis_lost(op);
-        return;
-    }
-
-    ngx_http_cost_cap_count(redis_errors, 1);
-
-    if (rds && !rds->slow) {
-        rds->slow = 1;
-        ngx_log_error(NGX_LOG_ERR, &rds->log, 0,
-                      "cost_cap: redis %V timed out",
-                      &rds->conf->addr->name);
-    }
-
-    /* the operation stays queued: its reply, if any, is still to come */
-    op->handler(op, NULL);
-}
-
-
-/* keeps an operation that never reached Redis for the next connection */
-
-static ngx_int_t
-ngx_http_cost_cap_redis_retry(ngx_http_cost_cap_redis_t *rds,
-    ngx_http_cost_cap_op_t *op)
-{
-    ngx_msec_int_t  left;
-
-    left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
-
-    if (rds->nretry >= NGX_HTTP_COST_CAP_MAX_RETRY || left <= 0
-        || rds->forced)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (op->timer.timer_set) {
-        ngx_del_timer(&op->timer);
-    }
-
-    /* a worker that shuts down waits for it, until the deadline at most */
-    ngx_add_timer(&op->timer, left);
-
-    if (!op->requeued) {
-        op->requeued = 1;
-        ngx_http_cost_cap_count(settle_retries, 1);
-    }
-
-    op->retrying = 1;
-    ngx_queue_insert_tail(&rds->retry, &op->queue);
-    rds->nretry++;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_cost_cap_redis_resend(ngx_http_cost_cap_redis_t *rds)
-{
-    ngx_queue_t             *q;
-    ngx_http_cost_cap_op_t  *op;
-
-    while (!ngx_queue_empty(&rds->retry)) {
-        q = ngx_queue_head(&rds->retry);
-        ngx_queue_remove(q);
-        rds->nretry--;
-
-        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
-        op->retrying = 0;
-
-        if (op->timer.timer_set) {
-            ngx_del_timer(&op->timer);
-        }
-
-        if (ngx_http_cost_cap_redis_append(rds, op) != NGX_OK) {
-            op->unsent = 1;
-            ngx_http_cost_cap_redis_lost(op);
+            ngx_http_cost_cap_op_free(op);
             continue;
         }
 
-        op->start = ngx_http_cost_cap_now_us();
-        ngx_add_timer(&op->timer, rds->conf->timeout);
+        /* written whole: it may have run, and its reply is lost */
+        if (op->end <= c->written) {
+            op->unknown = 1;
+        }
+
+        ngx_http_cost_cap_router_lost(op);
     }
+
+    ngx_http_cost_cap_router_down(c);
 }
 
-
-/* an operation that gets no reply: its handler learns it, then it goes */
 
 static void
-ngx_http_cost_cap_redis_lost(ngx_http_cost_cap_op_t *op)
+ngx_http_cost_cap_conn_reconnect_handler(ngx_event_t *ev)
 {
-    if (op->timer.timer_set) {
-        ngx_del_timer(&op->timer);
-    }
+    ngx_http_cost_cap_conn_t  *c;
 
-    if (op->handler) {
-        op->handler(op, NULL);
-    }
+    c = ev->data;
 
-    ngx_http_cost_cap_redis_free_op(op);
+    if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN) {
+        (void) ngx_http_cost_cap_conn_connect(c);
+    }
 }
 
 
-static uint64_t
+static void
+ngx_http_cost_cap_conn_close(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_connection_t  *pc;
+
+    if (c->resolving) {
+        ngx_resolve_name_done(c->resolving);
+        c->resolving = NULL;
+    }
+
+    pc = c->peer.connection;
+
+    if (pc) {
+#if (NGX_HTTP_SSL)
+        if (pc->ssl) {
+            pc->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(pc);
+        }
+#endif
+        ngx_close_connection(pc);
+        c->peer.connection = NULL;
+    }
+
+    if (c->reader) {
+        redisReaderFree(c->reader);
+        c->reader = NULL;
+    }
+
+    if (c->stall.timer_set) {
+        ngx_del_timer(&c->stall);
+    }
+
+    c->out_pos = 0;
+    c->out_len = 0;
+    c->state = NGX_HTTP_COST_CAP_CONN_DOWN;
+}
+
+
+uint64_t
 ngx_http_cost_cap_now_us(void)
 {
     struct timespec  ts;

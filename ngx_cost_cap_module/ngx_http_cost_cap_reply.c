@@ -85,16 +85,16 @@ ngx_int_t
 ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx)
 {
-    u_char               *body, *p, usd[3][CC_DECIMAL_MAX_LEN];
-    size_t                len, l[3];
-    int64_t               reset;
-    ngx_str_t             window;
-    cc_window_reply_t    *wr;
+    u_char                   *body, *p, usd[3][CC_DECIMAL_MAX_LEN];
+    size_t                    len, l[3];
+    int64_t                   reset;
+    ngx_str_t                 window;
+    const char               *level;
     ngx_http_cost_cap_win_t  *w;
 
-    w = &ctx->win[ctx->bind];
-    wr = &ctx->reply.win[ctx->bind];
-    reset = wr->end ? wr->end - ctx->reply.now : -1;
+    w = &ctx->rsv.win[ctx->bind];
+    reset = w->end ? w->end - ctx->rsv.now : -1;
+    level = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? "parent" : "tenant";
 
     window.data = (u_char *) cc_window_name(w->window);
     window.len = ngx_strlen(window.data);
@@ -124,8 +124,8 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
         return NGX_HTTP_TOO_MANY_REQUESTS;
     }
 
-    l[0] = cc_decimal_format(w->limit, (char *) usd[0]);
-    l[1] = cc_decimal_format(wr->spent, (char *) usd[1]);
+    l[0] = cc_decimal_format(w->cap, (char *) usd[0]);
+    l[1] = cc_decimal_format(w->spent, (char *) usd[1]);
     l[2] = cc_decimal_format(ctx->estimate.cost, (char *) usd[2]);
 
     /*
@@ -136,7 +136,7 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
                  "\"cost_cap_exceeded\",\"message\":\"Spend cap exceeded for "
                  "tenant \\\"\\\": the  window allows  USD and  USD is spent; "
                  "this request is estimated at  USD.\",\"param\":null,"
-                 "\"tenant\":\"\",\"window\":\"\"") - 1
+                 "\"tenant\":\"\",\"level\":\"parent\",\"window\":\"\"") - 1
           + 2 * (ctx->tenant.len + window.len + l[0] + l[1] + l[2])
           + sizeof(",\"limit\":,\"spent\":,\"estimate\":,\"reset_in\":}}\n")
           + 3 * CC_DECIMAL_MAX_LEN + NGX_INT64_LEN;
@@ -151,11 +151,11 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
                     "exceeded for tenant \\\"%V\\\": the %V window allows %*s "
                     "USD and %*s USD is spent; this request is estimated at "
                     "%*s USD.\",\"param\":null,\"tenant\":\"%V\","
-                    "\"window\":\"%V\"",
+                    "\"level\":\"%s\",\"window\":\"%V\"",
                     &ctx->tenant, &window, l[0], usd[0], l[1], usd[1],
-                    l[2], usd[2], &ctx->tenant, &window);
-    p = ngx_http_cost_cap_json_usd(p, "limit", w->limit);
-    p = ngx_http_cost_cap_json_usd(p, "spent", wr->spent);
+                    l[2], usd[2], &ctx->tenant, level, &window);
+    p = ngx_http_cost_cap_json_usd(p, "limit", w->cap);
+    p = ngx_http_cost_cap_json_usd(p, "spent", w->spent);
     p = ngx_http_cost_cap_json_usd(p, "estimate", ctx->estimate.cost);
 
     if (reset >= 0) {
@@ -176,7 +176,6 @@ ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
 {
     u_char                   *p;
     int64_t                   remaining;
-    cc_window_reply_t        *wr;
     ngx_http_cost_cap_win_t  *w;
 
     p = ngx_pnalloc(r->pool, 3 * CC_DECIMAL_MAX_LEN + NGX_INT64_LEN);
@@ -203,10 +202,9 @@ ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    w = &ctx->win[ctx->bind];
-    wr = &ctx->reply.win[ctx->bind];
+    w = &ctx->rsv.win[ctx->bind];
 
-    remaining = ngx_max(w->limit - wr->spent - ctx->estimate.cost, 0);
+    remaining = ngx_max(w->cap - w->spent - ctx->estimate.cost, 0);
 
     p += CC_DECIMAL_MAX_LEN;
 
@@ -220,20 +218,20 @@ ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
     p += CC_DECIMAL_MAX_LEN;
 
     if (ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Limit", p,
-                                     cc_decimal_format(w->limit, (char *) p))
+                                     cc_decimal_format(w->cap, (char *) p))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (wr->end == 0) {
+    if (w->end == 0) {
         return NGX_OK;
     }
 
     p += CC_DECIMAL_MAX_LEN;
 
     return ngx_http_cost_cap_set_header(r, "X-Cost-Cap-Reset", p,
-                      ngx_sprintf(p, "%L", wr->end - ctx->reply.now) - p);
+                      ngx_sprintf(p, "%L", w->end - ctx->rsv.now) - p);
 }
 
 

@@ -10,27 +10,13 @@
 #include "ngx_http_cost_cap_module.h"
 
 
-/* how long a settlement waits for an unreachable Redis */
-#define NGX_HTTP_COST_CAP_SETTLE_DEADLINE  30000
-
-
 static ngx_int_t ngx_http_cost_cap_delta(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, int64_t *delta);
-static void ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix,
-    size_t prefix_len, size_t nwin, ngx_http_cost_cap_win_t *win,
-    cc_reserve_reply_t *res, int64_t delta);
-static void ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op,
-    redisReply *reply);
-static void ngx_http_cost_cap_settle_log(ngx_log_t *log, u_char *prefix,
-    size_t prefix_len, size_t nwin, ngx_http_cost_cap_win_t *win,
-    cc_reserve_reply_t *res, int64_t delta, const char *what);
 
 
 ngx_int_t
 ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
 {
-    u_char                    prefix[CC_KEY_PREFIX_MAX_LEN];
-    size_t                    len;
     int64_t                   delta;
     ngx_http_cost_cap_ctx_t  *ctx;
 
@@ -50,11 +36,7 @@ ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    len = cc_key_prefix((char *) ctx->tenant.data, ctx->tenant.len,
-                        (char *) prefix);
-
-    ngx_http_cost_cap_settle(r->connection->log, prefix, len, ctx->nwin,
-                             ctx->win, &ctx->reply, delta);
+    ngx_http_cost_cap_settle(&ctx->rsv, delta);
 
     return NGX_OK;
 }
@@ -136,139 +118,4 @@ ngx_http_cost_cap_delta(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     return NGX_OK;
-}
-
-
-/*
- * A reservation whose request was already answered (timeout, client
- * abort) is given back at once: counters hold only what was admitted.
- */
-
-void
-ngx_http_cost_cap_give_back(ngx_http_cost_cap_op_t *op, redisReply *reply)
-{
-    cc_reserve_reply_t  res;
-
-    if (reply == NULL
-        || cc_reserve_reply_parse(reply, op->nwin, &res) != 0
-        || !(res.admitted || op->dry)
-        || op->estimate == 0)
-    {
-        return;
-    }
-
-    ngx_http_cost_cap_settle(ngx_cycle->log, op->prefix, op->prefix_len,
-                             op->nwin, op->win, &res, -op->estimate);
-}
-
-
-static void
-ngx_http_cost_cap_settle(ngx_log_t *log, u_char *prefix, size_t prefix_len,
-    size_t nwin, ngx_http_cost_cap_win_t *win, cc_reserve_reply_t *res,
-    int64_t delta)
-{
-    int                      argc;
-    u_char                   d[NGX_INT64_LEN];
-    u_char                   keys[CC_WIN_MAX][sizeof("minute:") - 1
-                                              + CC_PERIOD_MAX_LEN];
-    u_char                   exp[CC_WIN_MAX][NGX_INT64_LEN];
-    size_t                   argvlen[5 + 2 * CC_WIN_MAX];
-    ngx_uint_t               i;
-    const char              *argv[5 + 2 * CC_WIN_MAX];
-    ngx_http_cost_cap_op_t  *op;
-
-    op = ngx_http_cost_cap_redis_op();
-    if (op == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "cost_cap: settlement of %L micro-USD on \"%*s\" "
-                      "dropped: out of memory", delta, prefix_len, prefix);
-        ngx_http_cost_cap_count(settle_drops, 1);
-        return;
-    }
-
-    op->handler = ngx_http_cost_cap_settled;
-    op->deadline = ngx_current_msec + NGX_HTTP_COST_CAP_SETTLE_DEADLINE;
-    op->estimate = delta;
-    op->nwin = nwin;
-    ngx_memcpy(op->win, win, nwin * sizeof(ngx_http_cost_cap_win_t));
-    op->res = *res;
-    op->prefix_len = prefix_len;
-    ngx_memcpy(op->prefix, prefix, prefix_len);
-
-    argc = ngx_http_cost_cap_redis_script(op, &ngx_http_cost_cap_sha_settle,
-                                          argv, argvlen);
-
-    argv[argc] = (char *) d;
-    argvlen[argc] = ngx_sprintf(d, "%L", delta) - d;
-    argc++;
-
-    for (i = 0; i < nwin; i++) {
-        argv[argc] = (char *) keys[i];
-        argvlen[argc] = ngx_sprintf(keys[i], "%s:%*s",
-                                    cc_window_name(win[i].window),
-                                    res->win[i].period_len,
-                                    res->win[i].period)
-                        - keys[i];
-        argc++;
-
-        argv[argc] = (char *) exp[i];
-        argvlen[argc] = ngx_sprintf(exp[i], "%L",
-                                    res->win[i].end
-                                    ? res->win[i].end + 86400 : 0)
-                        - exp[i];
-        argc++;
-    }
-
-    if (ngx_http_cost_cap_redis_send(op, argc, argv, argvlen) != NGX_OK) {
-        ngx_http_cost_cap_settle_log(log, prefix, prefix_len, nwin, win, res,
-                                     delta, "dropped: redis unavailable");
-        ngx_http_cost_cap_count(settle_drops, 1);
-    }
-}
-
-
-static void
-ngx_http_cost_cap_settled(ngx_http_cost_cap_op_t *op, redisReply *reply)
-{
-    if (op->done) {
-        return;
-    }
-
-    op->done = 1;
-
-    if (reply && reply->type != REDIS_REPLY_ERROR) {
-        return;
-    }
-
-    if (op->unsent) {
-        ngx_http_cost_cap_count(settle_drops, 1);
-    }
-
-    ngx_http_cost_cap_settle_log(ngx_cycle->log, op->prefix, op->prefix_len,
-                                 op->nwin, op->win, &op->res, op->estimate,
-                                 reply ? "failed"
-                                 : op->unsent ? "dropped: redis unavailable"
-                                 : "unconfirmed: redis did not answer");
-}
-
-
-static void
-ngx_http_cost_cap_settle_log(ngx_log_t *log, u_char *prefix,
-    size_t prefix_len, size_t nwin, ngx_http_cost_cap_win_t *win,
-    cc_reserve_reply_t *res, int64_t delta, const char *what)
-{
-    u_char      keys[CC_WIN_MAX * (CC_KEY_PREFIX_MAX_LEN + 32)], *p;
-    ngx_uint_t  i;
-
-    p = keys;
-
-    for (i = 0; i < nwin; i++) {
-        p = ngx_sprintf(p, " %*s%s:%*s", prefix_len, prefix,
-                        cc_window_name(win[i].window),
-                        res->win[i].period_len, res->win[i].period);
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "cost_cap: settlement of %L micro-USD on%*s %s",
-                  delta, p - keys, keys, what);
 }

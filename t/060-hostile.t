@@ -135,12 +135,7 @@ my @REQ = (method => 'POST', uri => '/v1/videos',
            body => '{"model":"sora-2"}');
 
 
-sub keys_count {
-    my $info = redis()->cmd('INFO', 'keyspace');
-    my $sum = 0;
-    $sum += $1 while $info =~ /keys=(\d+)/g;
-    return $sum;
-}
+sub keys_count { redis_keys() }
 
 sub no_crash {
     my ($n, $name) = @_;

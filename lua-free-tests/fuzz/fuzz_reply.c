@@ -57,7 +57,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    nwin = data[0] % (CC_WIN_MAX + 2);
+    nwin = data[0] % (CC_RESERVE_WIN_MAX + 2);
 
     rd = redisReaderCreate();
     if (rd == NULL) {
@@ -67,15 +67,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (redisReaderFeed(rd, (const char *) data + 1, size - 1) == REDIS_OK) {
         while (redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
             if (cc_reserve_reply_parse(reply, nwin, &res) == 0) {
-                if (res.nwin != nwin || nwin > CC_WIN_MAX) {
+                if (res.nwin != nwin || nwin > CC_RESERVE_WIN_MAX
+                    || res.nalerts > CC_RESERVE_ALERT_MAX
+                    || res.mask >= (1ULL << CC_RESERVE_WIN_MAX))
+                {
                     abort();
                 }
 
                 for (i = 0; i < res.nwin; i++) {
-                    if (res.win[i].period_len == 0
-                        || res.win[i].period_len > CC_PERIOD_MAX_LEN
-                        || res.win[i].spent < 0)
-                    {
+                    if (res.win[i].spent < 0 || res.win[i].cap < -1) {
+                        abort();
+                    }
+                }
+
+                for (i = 0; i < res.nalerts; i++) {
+                    if (res.alerts[i].window >= nwin) {
                         abort();
                     }
                 }

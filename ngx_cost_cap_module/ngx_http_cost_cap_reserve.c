@@ -1,0 +1,922 @@
+
+/*
+ * ngx_cost_cap_module: the operations on a tenant's counters.
+ *
+ *   reserve  scripts/reserve.lua: every window or none, once per id
+ *   cancel   scripts/cancel.lua: a reservation whose reply was lost or
+ *            came late is given back by its id, exactly, once
+ *   force    scripts/reserve.lua, mode f: a request admitted while Redis
+ *            was away (cost_cap_on_error open) is counted when it is back
+ *   settle   scripts/settle.lua: a refund or an actual cost, once
+ *   event    scripts/event.lua: a threshold crossed, once
+ *
+ * Each carries a copy of the reservation: the request may be gone when
+ * Redis answers.  What charges has its exact inverse; what is given up at
+ * its deadline is logged with its keys and amount.
+ */
+
+
+#include "ngx_http_cost_cap_module.h"
+
+
+#define NGX_HTTP_COST_CAP_KIND_RESERVE  0
+#define NGX_HTTP_COST_CAP_KIND_CANCEL   1
+#define NGX_HTTP_COST_CAP_KIND_FORCE    2
+#define NGX_HTTP_COST_CAP_KIND_SETTLE   3
+#define NGX_HTTP_COST_CAP_KIND_EVENT    4
+
+/* sent again at most this often for a period boundary */
+#define NGX_HTTP_COST_CAP_MAX_STALE     3
+
+#define NGX_HTTP_COST_CAP_ARGS          (3 + 5 + NGX_HTTP_COST_CAP_WIN_MAX    \
+                                         + 10 + 4 * NGX_HTTP_COST_CAP_WIN_MAX)
+
+
+typedef struct {
+    ngx_http_cost_cap_rsv_t        rsv;
+    ngx_http_cost_cap_loc_conf_t  *conf;
+    int64_t                        amount;      /* a settlement's */
+    ngx_uint_t                     stale;
+    ngx_uint_t                     kind;
+    unsigned                       open:1;      /* its request was admitted
+                                                   unreserved: charge it */
+    u_char                         settle_id[NGX_HTTP_COST_CAP_OP_ID_LEN];
+} ngx_http_cost_cap_payload_t;
+
+
+/* room for the formatted keys and numbers of one command */
+typedef struct {
+    u_char                        *p;
+    u_char                        *last;
+    int                            argc;
+    const char                    *argv[NGX_HTTP_COST_CAP_ARGS];
+    size_t                         argvlen[NGX_HTTP_COST_CAP_ARGS];
+    u_char                         buf[8192];
+} ngx_http_cost_cap_args_t;
+
+
+static ngx_http_cost_cap_op_t *ngx_http_cost_cap_rsv_op(
+    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t kind);
+static ngx_int_t ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
+    ngx_http_cost_cap_conn_t *c);
+static void ngx_http_cost_cap_periods(ngx_http_cost_cap_rsv_t *rsv,
+    ngx_http_cost_cap_conn_t *c);
+static void ngx_http_cost_cap_reserve_handler(ngx_http_cost_cap_op_t *op,
+    redisReply *reply, ngx_uint_t event);
+static void ngx_http_cost_cap_reserve_fail(ngx_http_cost_cap_op_t *op);
+static void ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
+    cc_reserve_reply_t *res, ngx_int_t rc);
+static void ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
+    cc_reserve_reply_t *res);
+static void ngx_http_cost_cap_reserve_lost(ngx_http_cost_cap_op_t *op);
+static void ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *pl);
+static void ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op,
+    redisReply *reply, ngx_uint_t event);
+static ngx_int_t ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op,
+    ngx_http_cost_cap_args_t *a);
+static void ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx);
+static void ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op,
+    const char *what);
+static void ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s,
+    size_t len);
+static void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
+    const char *fmt, ...);
+static void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
+static void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_op_t *op, ngx_uint_t script);
+
+
+#define ngx_http_cost_cap_payload(op)                                         \
+    ((ngx_http_cost_cap_payload_t *) (op)->payload)
+
+
+/*
+ * Starts the reservation of ctx->rsv (windows, estimate, keys set by the
+ * handler).  NGX_OK: the answer comes to ngx_http_cost_cap_reserved();
+ * NGX_ERROR: Redis is unavailable now (and under cost_cap_on_error open
+ * the request is counted once it is back).
+ */
+
+ngx_int_t
+ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf)
+{
+    ngx_http_cost_cap_op_t         *op;
+    ngx_http_cost_cap_payload_t    *pl;
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cost_cap_main_conf;
+
+    ngx_http_cost_cap_op_id(ctx->rsv.id);
+    ctx->rsv.mode = lcf->dry_run ? 'd' : 'r';
+    ctx->rsv.slot = cc_key_slot((char *) ctx->rsv.pkey, ctx->rsv.pkey_len);
+
+    op = ngx_http_cost_cap_rsv_op(&ctx->rsv, NGX_HTTP_COST_CAP_KIND_RESERVE);
+    if (op == NULL) {
+        goto failed;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+    pl->conf = lcf;
+
+    op->data = ctx;
+    op->build = ngx_http_cost_cap_reserve_build;
+    op->deadline = ngx_current_msec + cmcf->timeout;
+    op->request = 1;
+    op->fail_fast = 1;
+
+    if (ngx_http_cost_cap_router_send(op) != NGX_OK) {
+        ngx_http_cost_cap_op_free(op);
+        goto failed;
+    }
+
+    if (!op->timer.timer_set) {
+        ngx_add_timer(&op->timer, cmcf->timeout);
+    }
+
+    ctx->op = op;
+
+    return NGX_OK;
+
+failed:
+
+    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN) {
+        ngx_http_cost_cap_force(&ctx->rsv);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* the request goes away first: a reply that still comes gives it back */
+
+void
+ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx)
+{
+    ngx_http_cost_cap_op_t  *op;
+
+    op = ctx->op;
+    ctx->op = NULL;
+
+    if (op == NULL) {
+        return;
+    }
+
+    op->data = NULL;
+    op->request = 0;
+    op->resend = 0;
+    ngx_http_cost_cap_payload(op)->open = 0;
+
+    if (op->where == NGX_HTTP_COST_CAP_OP_PIPELINE) {
+        if (op->timer.timer_set) {
+            ngx_del_timer(&op->timer);
+        }
+
+        return;
+    }
+
+    if (op->where != NGX_HTTP_COST_CAP_OP_NOWHERE) {
+        ngx_http_cost_cap_router_unqueue(op);
+    }
+
+    ngx_http_cost_cap_op_finish(op, NULL, NGX_HTTP_COST_CAP_OP_LOST);
+}
+
+
+/* an operation about a reservation, with its copy */
+
+static ngx_http_cost_cap_op_t *
+ngx_http_cost_cap_rsv_op(ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t kind)
+{
+    ngx_http_cost_cap_op_t       *op;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    op = ngx_http_cost_cap_op_alloc();
+    if (op == NULL) {
+        return NULL;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+
+    pl->rsv = *rsv;
+    pl->conf = NULL;
+    pl->amount = 0;
+    pl->stale = 0;
+    pl->kind = kind;
+    pl->open = 0;
+
+    op->handler = (kind == NGX_HTTP_COST_CAP_KIND_RESERVE)
+                  ? ngx_http_cost_cap_reserve_handler
+                  : ngx_http_cost_cap_undo_handler;
+    op->slot = rsv->slot;
+    op->resend = 1;
+    op->deadline = ngx_current_msec + NGX_HTTP_COST_CAP_SETTLE_DEADLINE;
+
+    return op;
+}
+
+
+/*
+ * EVALSHA reserve: the marker, then a counter per window named for the
+ * period of the connection's estimate of its server's clock.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
+    ngx_http_cost_cap_conn_t *c)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_rsv_t      *rsv;
+    ngx_http_cost_cap_args_t      a;
+    ngx_http_cost_cap_payload_t  *pl;
+    ngx_http_cost_cap_win_t      *w;
+
+    pl = ngx_http_cost_cap_payload(op);
+    rsv = &pl->rsv;
+
+    if (!rsv->built) {
+        ngx_http_cost_cap_periods(rsv, c);
+    }
+
+    ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_RESERVE);
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + rsv->nwin);
+    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
+                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        ngx_http_cost_cap_arg_key(&a, rsv, i);
+    }
+
+    ngx_http_cost_cap_arg(&a, &rsv->mode, 1);
+    ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->nwin);
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->ntenant);
+    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg(&a, (u_char *) "0", 1);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        w = &rsv->win[i];
+
+        ngx_http_cost_cap_arg(&a, (u_char *) cc_window_name(w->window),
+                              ngx_strlen(cc_window_name(w->window)));
+
+        if (w->limit < 0) {
+            ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+
+        } else {
+            ngx_http_cost_cap_arg_fmt(&a, "%L", w->limit);
+        }
+
+        ngx_http_cost_cap_arg_fmt(&a, "%L", w->start);
+        ngx_http_cost_cap_arg_fmt(&a, "%L", w->end);
+    }
+
+    if (a.p > a.last) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_cost_cap_conn_format(op, a.argc, a.argv, a.argvlen);
+}
+
+
+/* each window's period at the connection's estimate of its server's time */
+
+static void
+ngx_http_cost_cap_periods(ngx_http_cost_cap_rsv_t *rsv,
+    ngx_http_cost_cap_conn_t *c)
+{
+    int64_t                   t;
+    ngx_uint_t                i;
+    ngx_time_t               *tp;
+    ngx_http_cost_cap_win_t  *w;
+
+    tp = ngx_timeofday();
+    t = ((int64_t) tp->sec * 1000 + tp->msec + (c ? c->clock : 0)) / 1000;
+
+    for (i = 0; i < rsv->nwin; i++) {
+        w = &rsv->win[i];
+
+        w->period_len = (u_char) cc_window_period(w->window, t,
+                                                  (char *) w->period,
+                                                  &w->end);
+        w->start = cc_window_start(w->window, t);
+    }
+
+    rsv->built = 1;
+}
+
+
+static void
+ngx_http_cost_cap_reserve_handler(ngx_http_cost_cap_op_t *op,
+    redisReply *reply, ngx_uint_t event)
+{
+    cc_reserve_reply_t            res;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    pl = ngx_http_cost_cap_payload(op);
+
+    switch (event) {
+
+    case NGX_HTTP_COST_CAP_OP_TIMEOUT:
+        /* answered now; a reply that still comes is settled then */
+        op->resend = 0;
+        ngx_http_cost_cap_reserve_fail(op);
+        return;
+
+    case NGX_HTTP_COST_CAP_OP_LOST:
+        ngx_http_cost_cap_reserve_fail(op);
+        ngx_http_cost_cap_reserve_lost(op);
+        return;
+
+    default:
+        break;
+    }
+
+    if (cc_reserve_reply_parse(reply, pl->rsv.nwin, &res) != 0) {
+        if (reply->type != REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "cost_cap: unexpected reply of the reservation "
+                          "script");
+        }
+
+        res.status = CC_RESERVE_STALE;
+        goto failed;
+    }
+
+    ngx_http_cost_cap_ops_clock(op->conn, res.now, res.usec, op->start);
+
+    if (res.status == CC_RESERVE_STALE) {
+        if (pl->stale++ == NGX_HTTP_COST_CAP_MAX_STALE) {
+            goto failed;
+        }
+
+        /* a period boundary: nothing was done; the right periods, at once */
+        pl->rsv.built = 0;
+
+        if (ngx_http_cost_cap_router_send(op) != NGX_OK) {
+            goto failed;
+        }
+
+        return;
+    }
+
+    if (op->data) {
+        ngx_http_cost_cap_reserve_answer(op, &res, NGX_OK);
+        return;
+    }
+
+    ngx_http_cost_cap_reserve_late(op, &res);
+    return;
+
+failed:
+
+    /* nothing was charged */
+    ngx_http_cost_cap_reserve_fail(op);
+
+    if (pl->open) {
+        ngx_http_cost_cap_force(&pl->rsv);
+    }
+}
+
+
+/* Redis unavailable, slow or failing: the request is answered now */
+
+static void
+ngx_http_cost_cap_reserve_fail(ngx_http_cost_cap_op_t *op)
+{
+    ngx_http_cost_cap_payload_t  *pl;
+
+    if (op->data == NULL) {
+        return;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+    pl->open = (pl->conf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN);
+
+    ngx_http_cost_cap_reserve_answer(op, NULL, NGX_ERROR);
+}
+
+
+/* the request learns the answer, and resumes */
+
+static void
+ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
+    cc_reserve_reply_t *res, ngx_int_t rc)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_ctx_t      *ctx;
+    ngx_http_cost_cap_rsv_t      *rsv;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    ctx = op->data;
+    pl = ngx_http_cost_cap_payload(op);
+
+    op->data = NULL;
+    op->request = 0;
+    ctx->op = NULL;
+
+    rsv = &ctx->rsv;
+
+    /* the periods this reservation was charged to, for its settlement */
+    ngx_memcpy(rsv->win, pl->rsv.win, sizeof(rsv->win));
+    rsv->built = pl->rsv.built;
+
+    if (res) {
+        rsv->status = res->status;
+        rsv->now = res->now;
+        rsv->mask = res->mask;
+
+        for (i = 0; i < rsv->nwin; i++) {
+            rsv->win[i].spent = res->win[i].spent;
+            rsv->win[i].cap = res->win[i].cap;
+        }
+
+        rsv->nalerts = res->nalerts;
+        ngx_memcpy(rsv->alerts, res->alerts,
+                   res->nalerts * sizeof(cc_alert_reply_t));
+
+        if (res->status == CC_RESERVE_BAD_CAP
+            || res->status == CC_RESERVE_BAD_COUNTER)
+        {
+            rsv->bad = (ngx_uint_t) res->extra % rsv->nwin;
+        }
+    }
+
+    ngx_http_cost_cap_reserved(ctx, rc);
+
+    if (res && rsv->nalerts) {
+        ngx_http_cost_cap_events(ctx);
+    }
+}
+
+
+/* a reply after its request was answered: keep only what was served */
+
+static void
+ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
+    cc_reserve_reply_t *res)
+{
+    ngx_uint_t                    charged;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    pl = ngx_http_cost_cap_payload(op);
+
+    charged = (res->status == CC_RESERVE_ADMITTED
+               || res->status == CC_RESERVE_APPLIED
+               || res->status == CC_RESERVE_REFUSED)
+              && res->mask != 0;
+
+    if (charged && !pl->open) {
+        ngx_http_cost_cap_cancel(pl);
+        return;
+    }
+
+    if (!charged && pl->open && res->status != CC_RESERVE_REPLAY) {
+        ngx_http_cost_cap_force(&pl->rsv);
+    }
+}
+
+
+/* no reply will come: it may have run, or not */
+
+static void
+ngx_http_cost_cap_reserve_lost(ngx_http_cost_cap_op_t *op)
+{
+    ngx_http_cost_cap_payload_t  *pl;
+
+    pl = ngx_http_cost_cap_payload(op);
+
+    if (pl->open) {
+        /* counted, unless it ran: the marker tells the script */
+        ngx_http_cost_cap_force(&pl->rsv);
+        return;
+    }
+
+    if (op->unknown) {
+        ngx_http_cost_cap_cancel(pl);
+    }
+}
+
+
+/* EVALSHA cancel: the marker, then every window's counter, in order */
+
+static void
+ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_op_t       *op;
+    ngx_http_cost_cap_rsv_t      *rsv;
+    ngx_http_cost_cap_args_t      a;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    op = ngx_http_cost_cap_rsv_op(&from->rsv, NGX_HTTP_COST_CAP_KIND_CANCEL);
+    if (op == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "cost_cap: give-back of reservation %*s dropped: out "
+                      "of memory", (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN,
+                      from->rsv.id);
+        ngx_http_cost_cap_count(settle_drops, 1);
+        return;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+    rsv = &pl->rsv;
+
+    if (!rsv->built) {
+        ngx_http_cost_cap_periods(rsv, NULL);
+    }
+
+    pl->amount = -rsv->estimate;
+
+    ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_CANCEL);
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + rsv->nwin);
+    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
+                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        ngx_http_cost_cap_arg_key(&a, rsv, i);
+    }
+
+    ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
+    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+                                            ? rsv->win[i].end + 86400 : 0);
+    }
+
+    ngx_http_cost_cap_count(give_backs, 1);
+
+    (void) ngx_http_cost_cap_send(op, &a);
+}
+
+
+/*
+ * A request admitted while Redis was away or slow (cost_cap_on_error
+ * open) was served: it is charged when Redis answers again, past any cap,
+ * unless its reservation ran after all (the marker says so).
+ */
+
+void
+ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv)
+{
+    ngx_http_cost_cap_op_t  *op;
+
+    if (rsv->estimate == 0 || rsv->nwin == 0) {
+        return;
+    }
+
+    op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_FORCE);
+    if (op == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "cost_cap: charge of %L micro-USD on \"%*s\" dropped: "
+                      "out of memory", rsv->estimate, rsv->tkey_len,
+                      rsv->tkey);
+        ngx_http_cost_cap_count(settle_drops, 1);
+        return;
+    }
+
+    ngx_http_cost_cap_payload(op)->rsv.mode = 'f';
+    ngx_http_cost_cap_payload(op)->amount = rsv->estimate;
+
+    /* the periods of when it was served, not of when Redis is back */
+    if (!rsv->built) {
+        ngx_http_cost_cap_periods(&ngx_http_cost_cap_payload(op)->rsv, NULL);
+    }
+
+    op->build = ngx_http_cost_cap_reserve_build;
+
+    if (ngx_http_cost_cap_router_send(op) != NGX_OK) {
+        ngx_http_cost_cap_dropped(op, "dropped: redis unavailable");
+        ngx_http_cost_cap_op_free(op);
+    }
+}
+
+
+/*
+ * The log phase's settlement: delta (a refund, or actual cost minus the
+ * estimate) on the counters the reservation charged, once.
+ */
+
+void
+ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_op_t       *op;
+    ngx_http_cost_cap_args_t      a;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    if (rsv->mask == 0) {
+        return;
+    }
+
+    op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_SETTLE);
+    if (op == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "cost_cap: settlement of %L micro-USD on \"%*s\" "
+                      "dropped: out of memory", delta, rsv->tkey_len,
+                      rsv->tkey);
+        ngx_http_cost_cap_count(settle_drops, 1);
+        return;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+    pl->amount = delta;
+    ngx_http_cost_cap_op_id(pl->settle_id);
+
+    ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_SETTLE);
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (ngx_uint_t) __builtin_popcountll(rsv->mask));
+    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
+                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN,
+                              pl->settle_id);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        if (rsv->mask & ((uint64_t) 1 << i)) {
+            ngx_http_cost_cap_arg_key(&a, rsv, i);
+        }
+    }
+
+    ngx_http_cost_cap_arg_fmt(&a, "%L", delta);
+    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        if (rsv->mask & ((uint64_t) 1 << i)) {
+            ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+                                                ? rsv->win[i].end + 86400
+                                                : 0);
+        }
+    }
+
+    (void) ngx_http_cost_cap_send(op, &a);
+}
+
+
+/* cancel, force, settle, event: retried until their deadline */
+
+static void
+ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op, redisReply *reply,
+    ngx_uint_t event)
+{
+    ngx_http_cost_cap_payload_t  *pl;
+
+    pl = ngx_http_cost_cap_payload(op);
+
+    if (event == NGX_HTTP_COST_CAP_OP_REPLY) {
+        if (reply->type != REDIS_REPLY_ERROR) {
+            return;
+        }
+
+        /* -OOM, -NOSCRIPT twice, ...: again, until the deadline */
+        ngx_http_cost_cap_router_retry(op);
+
+        if (op->where != NGX_HTTP_COST_CAP_OP_NOWHERE) {
+            return;
+        }
+    }
+
+    if (event == NGX_HTTP_COST_CAP_OP_TIMEOUT) {
+        return;
+    }
+
+    if (pl->kind == NGX_HTTP_COST_CAP_KIND_EVENT) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "cost_cap: threshold event of \"%*s\" not delivered: "
+                      "redis unavailable", pl->rsv.tkey_len, pl->rsv.tkey);
+        return;
+    }
+
+    ngx_http_cost_cap_count(settle_drops, 1);
+    ngx_http_cost_cap_dropped(op, op->unknown
+                                  ? "unconfirmed: redis did not answer"
+                                  : "dropped: redis unavailable");
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op, ngx_http_cost_cap_args_t *a)
+{
+    if (a->p > a->last
+        || ngx_http_cost_cap_conn_format(op, a->argc, a->argv, a->argvlen)
+           != NGX_OK
+        || ngx_http_cost_cap_router_send(op) != NGX_OK)
+    {
+        ngx_http_cost_cap_count(settle_drops, 1);
+        ngx_http_cost_cap_dropped(op, "dropped: redis unavailable");
+        ngx_http_cost_cap_op_free(op);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Threshold events: the script decided, atomically and once across every
+ * gateway, which were crossed; each goes to the stream, which lives in a
+ * slot of its own, and to the log.
+ */
+
+static void
+ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
+{
+    u_char                        id[NGX_HTTP_COST_CAP_OP_ID_LEN];
+    ngx_uint_t                    i;
+    const char                   *level;
+    ngx_http_cost_cap_op_t       *op;
+    ngx_http_cost_cap_rsv_t      *rsv;
+    ngx_http_cost_cap_win_t      *w;
+    ngx_http_cost_cap_args_t      a;
+    cc_alert_reply_t             *al;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    static ngx_str_t  stream = ngx_string("costcap:events");
+
+    rsv = &ctx->rsv;
+
+    for (i = 0; i < rsv->nalerts; i++) {
+        al = &rsv->alerts[i];
+        w = &rsv->win[al->window];
+        level = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? "parent"
+                                                             : "tenant";
+
+        ngx_log_error(NGX_LOG_NOTICE, ctx->request->connection->log, 0,
+                      "cost_cap: tenant \"%V\" %s %s window %*s reached "
+                      "%ui%% of its cap", &ctx->tenant, level,
+                      cc_window_name(w->window), (size_t) w->period_len,
+                      w->period, (ngx_uint_t) al->percent);
+
+        op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_EVENT);
+        if (op == NULL) {
+            continue;
+        }
+
+        pl = ngx_http_cost_cap_payload(op);
+        op->slot = cc_key_slot((char *) stream.data, stream.len);
+        ngx_http_cost_cap_op_id(id);
+
+        ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_EVENT);
+
+        ngx_http_cost_cap_arg(&a, (u_char *) "2", 1);
+        ngx_http_cost_cap_arg(&a, stream.data, stream.len);
+        ngx_http_cost_cap_arg_fmt(&a, "{%V}:op:%*s", &stream,
+                                  (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, id);
+        ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+        ngx_http_cost_cap_arg(&a, (u_char *) "100000", 6);
+
+        ngx_http_cost_cap_arg(&a, (u_char *) "tenant", 6);
+        ngx_http_cost_cap_arg(&a, ctx->tenant.data, ctx->tenant.len);
+        ngx_http_cost_cap_arg(&a, (u_char *) "parent", 6);
+        ngx_http_cost_cap_arg(&a, ctx->parent.data, ctx->parent.len);
+        ngx_http_cost_cap_arg(&a, (u_char *) "level", 5);
+        ngx_http_cost_cap_arg(&a, (u_char *) level, ngx_strlen(level));
+        ngx_http_cost_cap_arg(&a, (u_char *) "window", 6);
+        ngx_http_cost_cap_arg(&a, (u_char *) cc_window_name(w->window),
+                              ngx_strlen(cc_window_name(w->window)));
+        ngx_http_cost_cap_arg(&a, (u_char *) "period", 6);
+        ngx_http_cost_cap_arg(&a, w->period, w->period_len);
+        ngx_http_cost_cap_arg(&a, (u_char *) "percent", 7);
+        ngx_http_cost_cap_arg_fmt(&a, "%ui", (ngx_uint_t) al->percent);
+        ngx_http_cost_cap_arg(&a, (u_char *) "spent", 5);
+        ngx_http_cost_cap_arg_fmt(&a, "%L", w->spent + rsv->estimate);
+        ngx_http_cost_cap_arg(&a, (u_char *) "limit", 5);
+        ngx_http_cost_cap_arg_fmt(&a, "%L", w->cap);
+        ngx_http_cost_cap_arg(&a, (u_char *) "time", 4);
+        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->now);
+
+        pl->amount = 0;
+
+        (void) ngx_http_cost_cap_send(op, &a);
+    }
+}
+
+
+/* what is given up is logged: its kind, amount and keys */
+
+static void
+ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op, const char *what)
+{
+    u_char                        keys[NGX_HTTP_COST_CAP_WIN_MAX
+                                       * (NGX_HTTP_COST_CAP_TKEY_LEN + 24)];
+    u_char                       *p;
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_rsv_t      *rsv;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    static const char  *kinds[] = { "reservation", "give-back", "charge",
+                                    "settlement", "event" };
+
+    pl = ngx_http_cost_cap_payload(op);
+    rsv = &pl->rsv;
+    p = keys;
+
+    for (i = 0; i < rsv->nwin; i++) {
+        if (pl->kind == NGX_HTTP_COST_CAP_KIND_SETTLE
+            && !(rsv->mask & ((uint64_t) 1 << i)))
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, " %*s%s:%*s",
+                        rsv->win[i].level == NGX_HTTP_COST_CAP_LEVEL_PARENT
+                        ? rsv->pkey_len : rsv->tkey_len,
+                        rsv->win[i].level == NGX_HTTP_COST_CAP_LEVEL_PARENT
+                        ? rsv->pkey : rsv->tkey,
+                        cc_window_name(rsv->win[i].window),
+                        (size_t) rsv->win[i].period_len, rsv->win[i].period);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "cost_cap: %s of %L micro-USD (reservation %*s) on%*s %s",
+                  kinds[pl->kind], pl->amount,
+                  (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id,
+                  p - keys, keys, what);
+}
+
+
+/* EVALSHA <sha>: how every script call begins; NOSCRIPT loads it */
+
+static void
+ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_op_t *op, ngx_uint_t script)
+{
+    a->p = a->buf;
+    a->last = a->buf + sizeof(a->buf);
+    a->argc = 0;
+
+    op->script = &ngx_http_cost_cap_scripts[script];
+
+    ngx_http_cost_cap_arg(a, (u_char *) "EVALSHA", 7);
+    ngx_http_cost_cap_arg(a, op->script->sha.data, op->script->sha.len);
+}
+
+
+static void
+ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s, size_t len)
+{
+    if (a->argc == NGX_HTTP_COST_CAP_ARGS) {
+        a->p = a->last + 1;
+        return;
+    }
+
+    a->argv[a->argc] = (char *) s;
+    a->argvlen[a->argc] = len;
+    a->argc++;
+}
+
+
+static void
+ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    if (a->p >= a->last) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(a->p, a->last, fmt, args);
+    va_end(args);
+
+    if (p == a->last) {
+        a->p = a->last + 1;
+        return;
+    }
+
+    ngx_http_cost_cap_arg(a, a->p, p - a->p);
+    a->p = p;
+}
+
+
+/* a window's counter: costcap:{TAG}:[TENANT:]WINDOW:PERIOD */
+
+static void
+ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i)
+{
+    ngx_http_cost_cap_win_t  *w;
+
+    w = &rsv->win[i];
+
+    if (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) {
+        ngx_http_cost_cap_arg_fmt(a, "%*s%s:%*s", rsv->pkey_len, rsv->pkey,
+                                  cc_window_name(w->window),
+                                  (size_t) w->period_len, w->period);
+        return;
+    }
+
+    ngx_http_cost_cap_arg_fmt(a, "%*s%s:%*s", rsv->tkey_len, rsv->tkey,
+                              cc_window_name(w->window),
+                              (size_t) w->period_len, w->period);
+}
