@@ -187,6 +187,9 @@ typedef struct {
 
 #define NGX_HTTP_COST_CAP_WIN_MAX   CC_RESERVE_WIN_MAX
 
+/* an idempotency key as it goes into costcap:{TAG}:[TENANT:]idem:KEY */
+#define NGX_HTTP_COST_CAP_IDEM_LEN  128
+
 /* "costcap:{PARENT}:TENANT:" */
 #define NGX_HTTP_COST_CAP_TKEY_LEN  (CC_KEY_PREFIX_MAX_LEN                    \
                                      + CC_TENANT_MAX_LEN + 1)
@@ -214,7 +217,16 @@ typedef struct {
     u_char                      tkey[NGX_HTTP_COST_CAP_TKEY_LEN];
     size_t                      nalerts;
     cc_alert_reply_t            alerts[CC_RESERVE_ALERT_MAX];
+
+    /* what the script reads besides the counters (SPEC 10, 11) */
+    ngx_str_t                  *thresholds;     /* cost_cap_alert: "50 80" */
+    ngx_uint_t                  idem_ttl;       /* seconds */
+    size_t                      idem_len;       /* cost_cap_idempotency */
+    u_char                      idem[NGX_HTTP_COST_CAP_IDEM_LEN];
+
     u_char                      mode;           /* 'r', 'd', 'f', 'q' */
+    unsigned                    caps:1;         /* the tenant's caps hash */
+    unsigned                    pcaps:1;        /* the parent's */
     unsigned                    built:1;        /* periods are set */
 } ngx_http_cost_cap_rsv_t;
 

@@ -83,6 +83,8 @@ static void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
     const char *fmt, ...);
 static void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
+static void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv);
 static void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_op_t *op, ngx_uint_t script);
 
@@ -226,7 +228,8 @@ static ngx_int_t
 ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
     ngx_http_cost_cap_conn_t *c)
 {
-    ngx_uint_t                    i;
+    u_char                        layout[4];
+    ngx_uint_t                    i, n;
     ngx_http_cost_cap_rsv_t      *rsv;
     ngx_http_cost_cap_args_t      a;
     ngx_http_cost_cap_payload_t  *pl;
@@ -241,9 +244,43 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
 
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_RESERVE);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + rsv->nwin);
+    n = 0;
+
+    if (rsv->caps) {
+        layout[n++] = 'c';
+    }
+
+    if (rsv->pcaps) {
+        layout[n++] = 'p';
+    }
+
+    if (rsv->idem_len) {
+        layout[n++] = 'i';
+    }
+
+    if (rsv->thresholds) {
+        layout[n++] = 'a';
+    }
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + n + rsv->nwin);
     ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
                               (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+
+    if (rsv->caps) {
+        ngx_http_cost_cap_arg_fmt(&a, "%*scaps", rsv->tkey_len, rsv->tkey);
+    }
+
+    if (rsv->pcaps) {
+        ngx_http_cost_cap_arg_fmt(&a, "%*scaps", rsv->pkey_len, rsv->pkey);
+    }
+
+    if (rsv->idem_len) {
+        ngx_http_cost_cap_arg_idem(&a, rsv);
+    }
+
+    if (rsv->thresholds) {
+        ngx_http_cost_cap_arg_fmt(&a, "%*salerts", rsv->pkey_len, rsv->pkey);
+    }
 
     for (i = 0; i < rsv->nwin; i++) {
         ngx_http_cost_cap_arg_key(&a, rsv, i);
@@ -251,14 +288,31 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
 
     ngx_http_cost_cap_arg(&a, &rsv->mode, 1);
     ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, layout, n);
     ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->nwin);
     ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->ntenant);
     ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
-    ngx_http_cost_cap_arg(&a, (u_char *) "0", 1);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->idem_ttl);
+
+    if (rsv->thresholds) {
+        ngx_http_cost_cap_arg(&a, rsv->thresholds->data,
+                              rsv->thresholds->len);
+
+    } else {
+        ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    }
+
+    /* the alerts hash's field prefixes: a tenant's, and its parent's */
+    if (rsv->tkey_len == rsv->pkey_len) {
+        ngx_http_cost_cap_arg(&a, (u_char *) "tenant", 6);
+
+    } else {
+        ngx_http_cost_cap_arg_fmt(&a, "tenant:%*s",
+                                  rsv->tkey_len - rsv->pkey_len - 1,
+                                  rsv->tkey + rsv->pkey_len);
+    }
+
+    ngx_http_cost_cap_arg(&a, (u_char *) "parent", 6);
 
     for (i = 0; i < rsv->nwin; i++) {
         w = &rsv->win[i];
@@ -536,9 +590,14 @@ ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
 
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_CANCEL);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + rsv->nwin);
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (rsv->idem_len != 0)
+                                         + rsv->nwin);
     ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
                               (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+
+    if (rsv->idem_len) {
+        ngx_http_cost_cap_arg_idem(&a, rsv);
+    }
 
     for (i = 0; i < rsv->nwin; i++) {
         ngx_http_cost_cap_arg_key(&a, rsv, i);
@@ -546,7 +605,7 @@ ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
 
     ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
     ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, (u_char *) "i", rsv->idem_len != 0);
 
     for (i = 0; i < rsv->nwin; i++) {
         ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
@@ -609,7 +668,7 @@ ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv)
 void
 ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, idem;
     ngx_http_cost_cap_op_t       *op;
     ngx_http_cost_cap_args_t      a;
     ngx_http_cost_cap_payload_t  *pl;
@@ -634,10 +693,18 @@ ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
 
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_SETTLE);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (ngx_uint_t) __builtin_popcountll(rsv->mask));
+    /* a refund of the whole reservation frees its idempotency key */
+    idem = (rsv->idem_len && delta == -rsv->estimate);
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + idem
+                              + (ngx_uint_t) __builtin_popcountll(rsv->mask));
     ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
                               (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN,
                               pl->settle_id);
+
+    if (idem) {
+        ngx_http_cost_cap_arg_idem(&a, rsv);
+    }
 
     for (i = 0; i < rsv->nwin; i++) {
         if (rsv->mask & ((uint64_t) 1 << i)) {
@@ -647,8 +714,9 @@ ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
 
     ngx_http_cost_cap_arg_fmt(&a, "%L", delta);
     ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
-    ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
+    ngx_http_cost_cap_arg(&a, (u_char *) "i", idem);
+    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
+                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
 
     for (i = 0; i < rsv->nwin; i++) {
         if (rsv->mask & ((uint64_t) 1 << i)) {
@@ -896,6 +964,17 @@ ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a, const char *fmt, ...)
 
     ngx_http_cost_cap_arg(a, a->p, p - a->p);
     a->p = p;
+}
+
+
+/* costcap:{TAG}:[TENANT:]idem:KEY */
+
+static void
+ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv)
+{
+    ngx_http_cost_cap_arg_fmt(a, "%*sidem:%*s", rsv->tkey_len, rsv->tkey,
+                              rsv->idem_len, rsv->idem);
 }
 
 
