@@ -96,7 +96,7 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     cc_reserve_reply_t *out)
 {
     size_t             i, n;
-    const redisReply  *e;
+    const redisReply  *e, *pct;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements < 3 || nwin > CC_RESERVE_WIN_MAX)
@@ -190,17 +190,16 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
 
     for (i = 0; i < out->nalerts; i++) {
         e = reply->element[4 + 2 * nwin + 2 * i];
+        pct = reply->element[5 + 2 * nwin + 2 * i];
 
         if (e->integer < 1 || (size_t) e->integer > nwin
-            || reply->element[5 + 2 * nwin + 2 * i]->integer < 0
-            || reply->element[5 + 2 * nwin + 2 * i]->integer > 100000)
+            || pct->integer < 0 || pct->integer > 100000)
         {
             return -1;
         }
 
         out->alerts[i].window = (unsigned) e->integer - 1;
-        out->alerts[i].percent =
-                         (unsigned) reply->element[5 + 2 * nwin + 2 * i]->integer;
+        out->alerts[i].percent = (unsigned) pct->integer;
     }
 
     return 0;

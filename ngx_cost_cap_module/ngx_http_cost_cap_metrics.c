@@ -15,8 +15,8 @@
 static ngx_int_t ngx_http_cost_cap_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r);
-static u_char *ngx_http_cost_cap_metrics_models(u_char *p, const char *name,
-    const char *help, size_t field);
+static u_char *ngx_http_cost_cap_metrics_models(u_char *p,
+    ngx_uint_t nmodels, const char *name, const char *help, size_t field);
 static u_char *ngx_http_cost_cap_metrics_label(u_char *p,
     ngx_http_cost_cap_model_metrics_t *m);
 static u_char *ngx_http_cost_cap_metrics_micro(u_char *p, ngx_atomic_t *v);
@@ -215,7 +215,7 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
     size_t                        len;
     ngx_int_t                     rc;
     ngx_buf_t                    *b;
-    ngx_uint_t                    i, total;
+    ngx_uint_t                    i, total, nmodels;
     ngx_chain_t                   out;
     ngx_http_cost_cap_metrics_t  *mt;
 
@@ -233,7 +233,10 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_FOUND;
     }
 
-    len = 8192 + mt->nmodels * 6 * (NGX_HTTP_COST_CAP_NAME_LEN * 2 + 128);
+    /* read once: a reload may add models while this worker writes */
+    nmodels = ngx_min(mt->nmodels, NGX_HTTP_COST_CAP_MODELS);
+
+    len = 16384 + nmodels * 6 * (NGX_HTTP_COST_CAP_NAME_LEN * 2 + 128);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -252,23 +255,24 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
                         &ngx_http_cost_cap_results[i], mt->results[i]);
     }
 
-    p = ngx_http_cost_cap_metrics_models(p, "admitted_usd_total",
+    p = ngx_http_cost_cap_metrics_models(p, nmodels, "admitted_usd_total",
             "Spend reserved by admitted requests, USD.",
             offsetof(ngx_http_cost_cap_model_metrics_t, admitted));
-    p = ngx_http_cost_cap_metrics_models(p, "refunded_usd_total",
+    p = ngx_http_cost_cap_metrics_models(p, nmodels, "refunded_usd_total",
             "Reservations given back on a refund status, USD.",
             offsetof(ngx_http_cost_cap_model_metrics_t, refunded));
-    p = ngx_http_cost_cap_metrics_models(p, "adjusted_usd_total",
+    p = ngx_http_cost_cap_metrics_models(p, nmodels, "adjusted_usd_total",
             "Actual cost minus estimate, for requests with actual cost, USD.",
             offsetof(ngx_http_cost_cap_model_metrics_t, adjusted));
-    p = ngx_http_cost_cap_metrics_models(p, "estimated_gpu_seconds_total",
+    p = ngx_http_cost_cap_metrics_models(p, nmodels,
+            "estimated_gpu_seconds_total",
             "Estimated GPU-seconds of admitted requests.",
             offsetof(ngx_http_cost_cap_model_metrics_t, estimated_gpu));
-    p = ngx_http_cost_cap_metrics_models(p,
+    p = ngx_http_cost_cap_metrics_models(p, nmodels,
             "calibration_estimated_gpu_seconds_total",
             "Estimated GPU-seconds of requests that reported actual ones.",
             offsetof(ngx_http_cost_cap_model_metrics_t, calib_estimated));
-    p = ngx_http_cost_cap_metrics_models(p,
+    p = ngx_http_cost_cap_metrics_models(p, nmodels,
             "calibration_actual_gpu_seconds_total",
             "Actual GPU-seconds reported (cost_cap_actual).",
             offsetof(ngx_http_cost_cap_model_metrics_t, calib_actual));
@@ -311,9 +315,27 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
         "# HELP cost_cap_settlement_drops_total Settlements given up "
         "(logged with tenant, keys and amount).\n"
         "# TYPE cost_cap_settlement_drops_total counter\n"
-        "cost_cap_settlement_drops_total %uA\n",
+        "cost_cap_settlement_drops_total %uA\n"
+        "# HELP cost_cap_give_backs_total Reservations given back by id: "
+        "their reply came after the request was answered, or was lost.\n"
+        "# TYPE cost_cap_give_backs_total counter\n"
+        "cost_cap_give_backs_total %uA\n"
+        "# HELP cost_cap_redis_retries_total Commands sent again after a "
+        "reply that says they did not run (TRYAGAIN, LOADING, BUSY, "
+        "MASTERDOWN, CLUSTERDOWN, READONLY).\n"
+        "# TYPE cost_cap_redis_retries_total counter\n"
+        "cost_cap_redis_retries_total %uA\n"
+        "# HELP cost_cap_redis_redirects_total Cluster redirections "
+        "followed (MOVED, ASK).\n"
+        "# TYPE cost_cap_redis_redirects_total counter\n"
+        "cost_cap_redis_redirects_total %uA\n"
+        "# HELP cost_cap_redis_stalls_total Connections closed because "
+        "their replies stopped coming.\n"
+        "# TYPE cost_cap_redis_stalls_total counter\n"
+        "cost_cap_redis_stalls_total %uA\n",
         mt->redis_errors, mt->reconnects, mt->settle_retries,
-        mt->settle_drops);
+        mt->settle_drops, mt->give_backs, mt->redis_retries,
+        mt->redis_redirects, mt->stalls);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = p - body;
@@ -346,8 +368,8 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
 
 
 static u_char *
-ngx_http_cost_cap_metrics_models(u_char *p, const char *name,
-    const char *help, size_t field)
+ngx_http_cost_cap_metrics_models(u_char *p, ngx_uint_t nmodels,
+    const char *name, const char *help, size_t field)
 {
     ngx_uint_t                          i;
     ngx_http_cost_cap_metrics_t        *mt;
@@ -358,7 +380,7 @@ ngx_http_cost_cap_metrics_models(u_char *p, const char *name,
     p = ngx_sprintf(p, "# HELP cost_cap_%s %s\n# TYPE cost_cap_%s counter\n",
                     name, help, name);
 
-    for (i = 0; i < mt->nmodels; i++) {
+    for (i = 0; i < nmodels; i++) {
         m = &mt->models[i];
 
         p = ngx_sprintf(p, "cost_cap_%s", name);

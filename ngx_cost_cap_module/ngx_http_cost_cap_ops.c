@@ -416,7 +416,7 @@ ngx_http_cost_cap_ops_policy(ngx_http_cost_cap_op_t *op, redisReply *reply,
     static u_char  key[] = "maxmemory_policy:";
 
     if (reply == NULL || reply->type != REDIS_REPLY_STRING
-        || ngx_http_cost_cap_metrics == NULL)
+        || ngx_http_cost_cap_metrics == NULL || op->conn == NULL)
     {
         return;
     }
@@ -446,6 +446,5 @@ ngx_http_cost_cap_ops_policy(ngx_http_cost_cap_op_t *op, redisReply *reply,
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "cost_cap: redis %V runs with maxmemory-policy \"%*s\": "
                   "an evicted counter is lost spend, use \"noeviction\"",
-                  op->conn ? &op->conn->addr.name : &op->conn->addr.name,
-                  eol - p, p);
+                  &op->conn->addr.name, eol - p, p);
 }
