@@ -28,8 +28,6 @@ static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
 static ngx_int_t ngx_http_cost_cap_estimate(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
     cc_val_t *vals);
-static ngx_int_t ngx_http_cost_cap_windows(ngx_http_request_t *r,
-    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static ngx_int_t ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static void ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
@@ -40,9 +38,6 @@ static void ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
-static void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx,
-    ngx_uint_t status, const char *code, const char *message,
-    ngx_str_t *param);
 static void *ngx_http_cost_cap_json_alloc(size_t size);
 static void ngx_http_cost_cap_json_free(void *p);
 
@@ -88,18 +83,26 @@ ngx_int_t
 ngx_http_cost_cap_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    ngx_uint_t                     status;
     ngx_http_cost_cap_ctx_t       *ctx;
     ngx_http_cost_cap_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_cost_cap_module);
 
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    /* a tenant's budget, read (cost_cap_status) */
+    status = lcf->status_on && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD));
+
     /*
      * Only requests with a body generate: GET, HEAD, DELETE and OPTIONS
      * (polling a job, downloading its content) pass unpriced.
      */
-    if (!lcf->enable
-        || r != r->main
-        || !(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH)))
+    if (!status
+        && (!lcf->enable
+            || !(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))))
     {
         return NGX_DECLINED;
     }
@@ -111,6 +114,8 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ctx->windows = (status || lcf->quote == 1);
 
         rc = ngx_http_cost_cap_start(r, ctx, lcf);
         if (rc != NGX_OK) {
@@ -249,6 +254,18 @@ ngx_http_cost_cap_start(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
+    rc = ngx_http_cost_cap_parent(r, ctx, lcf);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a status request has no body to price */
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
+        ctx->state = NGX_HTTP_COST_CAP_STATE_READY;
+        return NGX_OK;
+    }
+
     rc = ngx_http_cost_cap_media_type(r);
     ctx->multipart = (rc == NGX_DONE);
 
@@ -352,6 +369,10 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 
     ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
 
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))) {
+        goto budget;
+    }
+
     rc = ngx_http_cost_cap_body(r, ctx, lcf->max_body, &body);
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? NGX_OK : rc;
@@ -376,13 +397,16 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
-    rc = ngx_http_cost_cap_windows(r, ctx, lcf);
+budget:
+
+    rc = ngx_http_cost_cap_budget(r, ctx, lcf);
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
     if (ctx->rsv.nwin == 0) {
-        ctx->result = NGX_HTTP_COST_CAP_ADMITTED;
+        ctx->result = ctx->windows ? NGX_HTTP_COST_CAP_QUOTE
+                                   : NGX_HTTP_COST_CAP_ADMITTED;
         return NGX_OK;
     }
 
@@ -673,74 +697,6 @@ invalid:
 }
 
 
-/* the caps of this request: literals, or variables evaluated now */
-
-static ngx_int_t
-ngx_http_cost_cap_windows(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
-    ngx_http_cost_cap_loc_conf_t *lcf)
-{
-    int64_t                     amount;
-    ngx_str_t                   v;
-    ngx_uint_t                  i;
-    ngx_http_cost_cap_win_t    *w;
-    ngx_http_cost_cap_limit_t  *limit;
-
-    ctx->rsv.estimate = ctx->estimate.cost;
-    ctx->rsv.pkey_len = cc_key_prefix((char *) ctx->tenant.data,
-                                      ctx->tenant.len,
-                                      (char *) ctx->rsv.pkey);
-    ctx->rsv.tkey_len = ctx->rsv.pkey_len;
-    ngx_memcpy(ctx->rsv.tkey, ctx->rsv.pkey, ctx->rsv.pkey_len);
-
-    if (lcf->limits == NULL) {
-        return NGX_OK;
-    }
-
-    limit = lcf->limits->elts;
-
-    for (i = 0; i < lcf->limits->nelts; i++) {
-
-        if (limit[i].value == NULL) {
-            amount = limit[i].amount;
-
-        } else {
-            if (ngx_http_complex_value(r, limit[i].value, &v) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            if (v.len == 0) {
-                continue;
-            }
-
-            if (cc_decimal_parse((char *) v.data, v.len, &amount)
-                != CC_DEC_OK
-                || amount > NGX_HTTP_COST_CAP_MAX_AMOUNT)
-            {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "cost_cap: cap \"%V\" of tenant \"%V\" for "
-                              "window %s is not an amount", &v, &ctx->tenant,
-                              cc_window_name(limit[i].window));
-
-                ngx_http_cost_cap_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                       "cost_cap_misconfigured",
-                                       "The spend cap of this tenant is "
-                                       "misconfigured.", NULL);
-                return NGX_DECLINED;
-            }
-        }
-
-        w = &ctx->rsv.win[ctx->rsv.nwin++];
-        w->window = (u_char) limit[i].window;
-        w->level = NGX_HTTP_COST_CAP_LEVEL_TENANT;
-        w->limit = amount;
-    }
-
-    ctx->rsv.ntenant = ctx->rsv.nwin;
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf)
@@ -796,6 +752,16 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_model_metrics_t  *mm;
 
     rsv = &ctx->rsv;
+
+    if (rsv->mode == 'q'
+        && (rsv->status == CC_RESERVE_ADMITTED
+            || rsv->status == CC_RESERVE_REFUSED))
+    {
+        /* a quote or a status: nothing was charged */
+        rsv->mask = 0;
+        ctx->result = NGX_HTTP_COST_CAP_QUOTE;
+        return;
+    }
 
     switch (rsv->status) {
 
@@ -918,7 +884,8 @@ ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
 
     ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
 
-    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN) {
+    /* a quote without Redis is no answer: never open */
+    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN && !ctx->windows) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "cost_cap: redis unavailable, request of tenant "
                       "\"%V\" admitted unreserved (cost_cap_on_error open)",
@@ -941,6 +908,12 @@ ngx_http_cost_cap_answer(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf)
 {
     ngx_int_t  rc;
+
+    if (ctx->status == NGX_DECLINED && ctx->windows) {
+        rc = ngx_http_cost_cap_send_windows(r, ctx);
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
 
     if (ctx->status == NGX_DECLINED) {
         if (lcf->headers && ctx->estimated
@@ -965,7 +938,7 @@ ngx_http_cost_cap_answer(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 }
 
 
-static void
+void
 ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t status,
     const char *code, const char *message, ngx_str_t *param)
 {

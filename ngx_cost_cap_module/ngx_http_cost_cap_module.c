@@ -31,6 +31,8 @@ static char *ngx_http_cost_cap_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_on_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_cost_cap_alert(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_cost_cap_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cost_cap_init_process(ngx_cycle_t *cycle);
 static void ngx_http_cost_cap_exit_process(ngx_cycle_t *cycle);
@@ -123,7 +125,7 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_cost_cap_limit,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_cost_cap_loc_conf_t, limits),
       NULL },
 
     { ngx_string("cost_cap_model"),
@@ -189,6 +191,48 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       offsetof(ngx_http_cost_cap_loc_conf_t, actual),
       NULL },
 
+    { ngx_string("cost_cap_parent"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_loc_conf_t, parent),
+      NULL },
+
+    { ngx_string("cost_cap_parent_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_cost_cap_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_loc_conf_t, parent_limits),
+      NULL },
+
+    { ngx_string("cost_cap_caps_from_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_loc_conf_t, caps_from_redis),
+      NULL },
+
+    { ngx_string("cost_cap_alert"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_cost_cap_alert,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cost_cap_quote"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_loc_conf_t, quote),
+      NULL },
+
+    { ngx_string("cost_cap_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_cost_cap_loc_conf_t, status_on),
+      NULL },
+
     { ngx_string("cost_cap_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_cost_cap_metrics_set,
@@ -234,6 +278,7 @@ ngx_module_t  ngx_http_cost_cap_module = {
 /* data of each variable: what ngx_http_cost_cap_variable returns */
 enum {
     NGX_HTTP_COST_CAP_VAR_TENANT = 0,
+    NGX_HTTP_COST_CAP_VAR_PARENT,
     NGX_HTTP_COST_CAP_VAR_MODEL,
     NGX_HTTP_COST_CAP_VAR_GPU_SECONDS,
     NGX_HTTP_COST_CAP_VAR_ESTIMATE,
@@ -247,6 +292,9 @@ static ngx_http_variable_t  ngx_http_cost_cap_vars[] = {
 
     { ngx_string("cost_cap_tenant"), NULL, ngx_http_cost_cap_variable,
       NGX_HTTP_COST_CAP_VAR_TENANT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("cost_cap_parent"), NULL, ngx_http_cost_cap_variable,
+      NGX_HTTP_COST_CAP_VAR_PARENT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("cost_cap_model"), NULL, ngx_http_cost_cap_variable,
       NGX_HTTP_COST_CAP_VAR_MODEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -280,7 +328,8 @@ ngx_str_t  ngx_http_cost_cap_results[NGX_HTTP_COST_CAP_RESULTS] = {
     ngx_string("invalid"),
     ngx_string("error"),
     ngx_string("error_open"),
-    ngx_string("dry_run_rejected")
+    ngx_string("dry_run_rejected"),
+    ngx_string("quote")
 };
 
 
@@ -328,6 +377,10 @@ ngx_http_cost_cap_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_COST_CAP_VAR_TENANT:
         s = ctx->tenant;
+        goto found;
+
+    case NGX_HTTP_COST_CAP_VAR_PARENT:
+        s = ctx->parent;
         goto found;
 
     case NGX_HTTP_COST_CAP_VAR_MODEL:
@@ -489,6 +542,9 @@ ngx_http_cost_cap_create_loc_conf(ngx_conf_t *cf)
     conf->on_error = NGX_CONF_UNSET_UINT;
     conf->dry_run = NGX_CONF_UNSET;
     conf->headers = NGX_CONF_UNSET;
+    conf->caps_from_redis = NGX_CONF_UNSET;
+    conf->quote = NGX_CONF_UNSET;
+    conf->status_on = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -569,6 +625,35 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->actual = prev->actual;
     }
 
+    if (conf->parent == NULL) {
+        conf->parent = prev->parent;
+    }
+
+    if (conf->parent_limits == NULL) {
+        conf->parent_limits = prev->parent_limits;
+    }
+
+    if (conf->alerts == NULL) {
+        conf->alerts = prev->alerts;
+    }
+
+    ngx_conf_merge_value(conf->caps_from_redis, prev->caps_from_redis, 0);
+    ngx_conf_merge_value(conf->quote, prev->quote, 0);
+    ngx_conf_merge_value(conf->status_on, prev->status_on, 0);
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
+
+    if (conf->status_on) {
+        if (conf->tenant == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"cost_cap_status on\" requires "
+                               "\"cost_cap_tenant\"");
+            return NGX_CONF_ERROR;
+        }
+
+        cmcf->enabled = 1;
+    }
+
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
@@ -586,8 +671,6 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
-
     /* the Redis client exists only where cost_cap is on somewhere */
     cmcf->enabled = 1;
 
@@ -597,58 +680,78 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->parent_limits && conf->parent == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"cost_cap_parent_limit\" requires "
+                           "\"cost_cap_parent\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->parent_limits || conf->caps_from_redis || conf->alerts)
+        && cmcf->addrs == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" requires \"cost_cap_redis\"",
+                           conf->parent_limits ? "cost_cap_parent_limit"
+                           : conf->caps_from_redis ? "cost_cap_caps_from_redis"
+                           : "cost_cap_alert");
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
 
+/* cost_cap_limit and cost_cap_parent_limit: the array at cmd->offset */
+
 static char *
 ngx_http_cost_cap_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_cost_cap_loc_conf_t *lcf = conf;
-
     int                                 w;
     ngx_str_t                          *value;
     ngx_uint_t                          i;
+    ngx_array_t                       **limits;
     ngx_http_cost_cap_limit_t          *limit;
     ngx_http_compile_complex_value_t    ccv;
 
     value = cf->args->elts;
+    limits = (ngx_array_t **) ((u_char *) conf + cmd->offset);
 
     if (ngx_strncmp(value[2].data, "per=", 4) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" of \"cost_cap_limit\", "
-                           "expected \"per=WINDOW\"", &value[2]);
+                           "invalid parameter \"%V\" of \"%V\", "
+                           "expected \"per=WINDOW\"", &value[2], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
     w = cc_window_parse((char *) value[2].data + 4, value[2].len - 4);
     if (w < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid window \"%V\" of \"cost_cap_limit\", "
+                           "invalid window \"%V\" of \"%V\", "
                            "use minute, hour, day, week, month or total",
-                           &value[2]);
+                           &value[2], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
-    if (lcf->limits == NULL) {
-        lcf->limits = ngx_array_create(cf->pool, 2,
-                                       sizeof(ngx_http_cost_cap_limit_t));
-        if (lcf->limits == NULL) {
+    if (*limits == NULL) {
+        *limits = ngx_array_create(cf->pool, 2,
+                                   sizeof(ngx_http_cost_cap_limit_t));
+        if (*limits == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
-    limit = lcf->limits->elts;
-    for (i = 0; i < lcf->limits->nelts; i++) {
+    limit = (*limits)->elts;
+    for (i = 0; i < (*limits)->nelts; i++) {
         if (limit[i].window == (ngx_uint_t) w) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"cost_cap_limit\" \"%V\" is duplicate",
+                               "\"%V\" \"%V\" is duplicate", &cmd->name,
                                &value[2]);
             return NGX_CONF_ERROR;
         }
     }
 
-    limit = ngx_array_push(lcf->limits);
+    limit = ngx_array_push(*limits);
     if (limit == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -679,8 +782,8 @@ ngx_http_cost_cap_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         || limit->amount > NGX_HTTP_COST_CAP_MAX_AMOUNT)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid amount \"%V\" of \"cost_cap_limit\"",
-                           &value[1]);
+                           "invalid amount \"%V\" of \"%V\"", &value[1],
+                           &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -986,6 +1089,55 @@ ngx_http_cost_cap_max_body(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->max_body = size;
+
+    return NGX_CONF_OK;
+}
+
+
+/* cost_cap_alert 50 80 100: percents of a window's cap, as one string */
+
+static char *
+ngx_http_cost_cap_alert(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cost_cap_loc_conf_t *lcf = conf;
+
+    u_char      *p;
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (lcf->alerts) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->alerts = ngx_palloc(cf->pool, sizeof(ngx_str_t));
+    if (lcf->alerts == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, cf->args->nelts * (NGX_INT_T_LEN + 1));
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->alerts->data = p;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n < 1 || n > 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid percent \"%V\" of \"cost_cap_alert\", "
+                               "use 1 to 1000", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_sprintf(p, "%s%i", i > 1 ? " " : "", n);
+    }
+
+    lcf->alerts->len = p - lcf->alerts->data;
 
     return NGX_CONF_OK;
 }

@@ -50,7 +50,8 @@ typedef enum {
     NGX_HTTP_COST_CAP_INVALID,
     NGX_HTTP_COST_CAP_ERROR,
     NGX_HTTP_COST_CAP_ERROR_OPEN,
-    NGX_HTTP_COST_CAP_DRY_RUN_REJECTED
+    NGX_HTTP_COST_CAP_DRY_RUN_REJECTED,
+    NGX_HTTP_COST_CAP_QUOTE
 } ngx_http_cost_cap_result_e;
 
 
@@ -78,7 +79,7 @@ typedef struct {
 } ngx_http_cost_cap_model_t;
 
 
-#define NGX_HTTP_COST_CAP_RESULTS   7
+#define NGX_HTTP_COST_CAP_RESULTS   8
 #define NGX_HTTP_COST_CAP_BUCKETS   10
 #define NGX_HTTP_COST_CAP_MODELS    128
 #define NGX_HTTP_COST_CAP_NAME_LEN  64
@@ -168,6 +169,14 @@ typedef struct {
     ngx_flag_t                  headers;
     ngx_array_t                *refund_status;  /* ngx_uint_t */
     ngx_http_complex_value_t   *actual;
+
+    /* SPEC 11, 12 */
+    ngx_http_complex_value_t   *parent;
+    ngx_array_t                *parent_limits;  /* ngx_http_cost_cap_limit_t */
+    ngx_flag_t                  caps_from_redis;
+    ngx_str_t                  *alerts;         /* "50 80 100" */
+    ngx_flag_t                  quote;
+    ngx_flag_t                  status_on;
 } ngx_http_cost_cap_loc_conf_t;
 
 
@@ -259,6 +268,8 @@ typedef struct {
     unsigned                    settled:1;
     unsigned                    multipart:1;
     unsigned                    body_copied:1;  /* with room for a NUL */
+    unsigned                    windows:1;      /* answered with them: a
+                                                   quote or a status */
 } ngx_http_cost_cap_ctx_t;
 
 
@@ -267,12 +278,22 @@ extern ngx_module_t  ngx_http_cost_cap_module;
 
 /* handler */
 ngx_int_t ngx_http_cost_cap_handler(ngx_http_request_t *r);
+void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message, ngx_str_t *param);
 
 /* settle */
 ngx_int_t ngx_http_cost_cap_log_handler(ngx_http_request_t *r);
 ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
 void ngx_http_cost_cap_json_init(void);
 void ngx_http_cost_cap_reserved(ngx_http_cost_cap_ctx_t *ctx, ngx_int_t rc);
+
+/* budgets: the windows of a request, quotes and status (budget.c) */
+ngx_int_t ngx_http_cost_cap_budget(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+ngx_int_t ngx_http_cost_cap_parent(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+ngx_int_t ngx_http_cost_cap_send_windows(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
 
 /* reservations (ngx_http_cost_cap_reserve.c) */
 ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
@@ -291,6 +312,9 @@ ngx_int_t ngx_http_cost_cap_add_headers(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 ngx_int_t ngx_http_cost_cap_set_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
+ngx_int_t ngx_http_cost_cap_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+u_char *ngx_http_cost_cap_json_string(u_char *p, ngx_str_t *s);
 
 /* $cost_cap_result and the metrics' result labels, by result */
 extern ngx_str_t  ngx_http_cost_cap_results[NGX_HTTP_COST_CAP_RESULTS];

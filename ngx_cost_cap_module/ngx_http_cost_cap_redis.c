@@ -107,6 +107,10 @@ ngx_http_cost_cap_conn_destroy(ngx_http_cost_cap_conn_t *c)
         ngx_del_timer(&c->reconnect);
     }
 
+    if (c->owned) {
+        ngx_free(c->addr.name.data);
+    }
+
     ngx_free(c->out);
     ngx_free(c);
 }

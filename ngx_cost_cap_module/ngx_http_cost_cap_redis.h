@@ -127,6 +127,7 @@ struct ngx_http_cost_cap_conn_s {
     unsigned                         slow:1;
     unsigned                         tried:1;   /* connected before */
     unsigned                         forced:1;  /* shutdown timeout */
+    unsigned                         owned:1;   /* addr's strings are ours */
 };
 
 

@@ -7,11 +7,8 @@
 #include "ngx_http_cost_cap_module.h"
 
 
-static u_char *ngx_http_cost_cap_json_str(u_char *p, ngx_str_t *s);
 static u_char *ngx_http_cost_cap_json_usd(u_char *p, const char *name,
     int64_t micro);
-static ngx_int_t ngx_http_cost_cap_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *body, size_t len);
 static ngx_int_t ngx_http_cost_cap_error_page(ngx_http_request_t *r,
     ngx_uint_t status);
 
@@ -65,11 +62,11 @@ ngx_http_cost_cap_send_error(ngx_http_request_t *r, ngx_uint_t status,
     p = ngx_sprintf(body, "{\"error\":{\"type\":\"%s\",\"code\":\"%s\","
                     "\"message\":", ngx_http_cost_cap_error_type(status),
                     code);
-    p = ngx_http_cost_cap_json_str(p, message);
+    p = ngx_http_cost_cap_json_string(p, message);
     p = ngx_cpymem(p, ",\"param\":", 9);
 
     if (param) {
-        p = ngx_http_cost_cap_json_str(p, param);
+        p = ngx_http_cost_cap_json_string(p, param);
 
     } else {
         p = ngx_cpymem(p, "null", 4);
@@ -261,8 +258,8 @@ ngx_http_cost_cap_set_header(ngx_http_request_t *r, const char *name,
 
 /* a JSON string: quotes, backslashes and control bytes escaped */
 
-static u_char *
-ngx_http_cost_cap_json_str(u_char *p, ngx_str_t *s)
+u_char *
+ngx_http_cost_cap_json_string(u_char *p, ngx_str_t *s)
 {
     u_char      c;
     ngx_uint_t  i;
@@ -302,7 +299,7 @@ ngx_http_cost_cap_json_usd(u_char *p, const char *name, int64_t micro)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cost_cap_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {

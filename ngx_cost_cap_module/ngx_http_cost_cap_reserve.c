@@ -111,7 +111,7 @@ ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
     cmcf = ngx_http_cost_cap_main_conf;
 
     ngx_http_cost_cap_op_id(ctx->rsv.id);
-    ctx->rsv.mode = lcf->dry_run ? 'd' : 'r';
+    ctx->rsv.mode = ctx->windows ? 'q' : lcf->dry_run ? 'd' : 'r';
     ctx->rsv.slot = cc_key_slot((char *) ctx->rsv.pkey, ctx->rsv.pkey_len);
 
     op = ngx_http_cost_cap_rsv_op(&ctx->rsv, NGX_HTTP_COST_CAP_KIND_RESERVE);
@@ -143,7 +143,9 @@ ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
 
 failed:
 
-    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN) {
+    if (lcf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN
+        && ctx->rsv.mode != 'q')
+    {
         ngx_http_cost_cap_force(&ctx->rsv);
     }
 
@@ -451,7 +453,8 @@ ngx_http_cost_cap_reserve_fail(ngx_http_cost_cap_op_t *op)
     }
 
     pl = ngx_http_cost_cap_payload(op);
-    pl->open = (pl->conf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN);
+    pl->open = (pl->conf->on_error == NGX_HTTP_COST_CAP_ON_ERROR_OPEN
+                && pl->rsv.mode != 'q');
 
     ngx_http_cost_cap_reserve_answer(op, NULL, NGX_ERROR);
 }
@@ -552,7 +555,7 @@ ngx_http_cost_cap_reserve_lost(ngx_http_cost_cap_op_t *op)
         return;
     }
 
-    if (op->unknown) {
+    if (op->unknown && pl->rsv.mode != 'q') {
         ngx_http_cost_cap_cancel(pl);
     }
 }
@@ -819,10 +822,13 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
                                                              : "tenant";
 
         ngx_log_error(NGX_LOG_NOTICE, ctx->request->connection->log, 0,
-                      "cost_cap: tenant \"%V\" %s %s window %*s reached "
-                      "%ui%% of its cap", &ctx->tenant, level,
-                      cc_window_name(w->window), (size_t) w->period_len,
-                      w->period, (ngx_uint_t) al->percent);
+                      "cost_cap: %s \"%V\" reached %ui%% of its %s cap in "
+                      "%*s (tenant \"%V\", %L of %L micro-USD)", level,
+                      w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT
+                      ? &ctx->parent : &ctx->tenant,
+                      (ngx_uint_t) al->percent, cc_window_name(w->window),
+                      (size_t) w->period_len, w->period, &ctx->tenant,
+                      w->spent + rsv->estimate, w->cap);
 
         op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_EVENT);
         if (op == NULL) {

@@ -95,6 +95,8 @@ static void ngx_http_cost_cap_router_subscribe(ngx_http_cost_cap_router_t *rt,
     ngx_http_cost_cap_conn_t *sentinel);
 static ngx_int_t ngx_http_cost_cap_router_parse(ngx_str_t *host,
     ngx_str_t *port, ngx_http_cost_cap_addr_t *addr, ngx_sockaddr_t *sa);
+static ngx_int_t ngx_http_cost_cap_router_name(ngx_str_t *host,
+    ngx_str_t *port, ngx_http_cost_cap_addr_t *addr);
 static ngx_uint_t ngx_http_cost_cap_router_prefix(redisReply *reply,
     const char *prefix);
 
@@ -666,36 +668,77 @@ ngx_http_cost_cap_router_node(ngx_http_cost_cap_router_t *rt,
         }
     }
 
-    return ngx_http_cost_cap_router_add(rt, &addr,
-                                        NGX_HTTP_COST_CAP_CONN_NODE);
+    if (ngx_http_cost_cap_router_name(host, port, &addr) != NGX_OK) {
+        return NULL;
+    }
+
+    c = ngx_http_cost_cap_router_add(rt, &addr, NGX_HTTP_COST_CAP_CONN_NODE);
+
+    if (c == NULL) {
+        ngx_free(addr.name.data);
+        return NULL;
+    }
+
+    c->owned = 1;
+
+    return c;
 }
 
 
-/* an address as a Redis reply gives it, in the worker's own memory */
+/* an address as a Redis reply gives it: "127.0.0.1" and "6379" */
 
 static ngx_int_t
 ngx_http_cost_cap_router_parse(ngx_str_t *host, ngx_str_t *port,
     ngx_http_cost_cap_addr_t *addr, ngx_sockaddr_t *sa)
 {
-    u_char     *p;
-    ngx_int_t   n;
-    ngx_addr_t  a;
+    ngx_int_t  n;
 
     n = ngx_atoi(port->data, port->len);
 
-    if (n < 1 || n > 65535
-        || ngx_parse_addr(ngx_cycle->pool, &a, host->data, host->len)
-           != NGX_OK)
-    {
+    if (n < 1 || n > 65535) {
         return NGX_ERROR;
     }
 
     ngx_memzero(addr, sizeof(ngx_http_cost_cap_addr_t));
+    ngx_memzero(sa, sizeof(ngx_sockaddr_t));
 
-    ngx_memcpy(sa, a.sockaddr, a.socklen);
+    sa->sockaddr_in.sin_addr.s_addr = ngx_inet_addr(host->data, host->len);
+
+    if (sa->sockaddr_in.sin_addr.s_addr != INADDR_NONE) {
+        sa->sockaddr_in.sin_family = AF_INET;
+        addr->socklen = sizeof(struct sockaddr_in);
+
+#if (NGX_HAVE_INET6)
+    } else if (ngx_inet6_addr(host->data, host->len,
+                              sa->sockaddr_in6.sin6_addr.s6_addr)
+               == NGX_OK)
+    {
+        sa->sockaddr_in6.sin6_family = AF_INET6;
+        addr->socklen = sizeof(struct sockaddr_in6);
+#endif
+
+    } else {
+        return NGX_ERROR;
+    }
+
     ngx_inet_set_port(&sa->sockaddr, (in_port_t) n);
 
-    p = ngx_alloc(host->len + port->len + 1 + 1, ngx_cycle->log);
+    addr->port = (in_port_t) n;
+    addr->sockaddr = &sa->sockaddr;
+
+    return NGX_OK;
+}
+
+
+/* the worker's own copy of "host:port", for a connection made now */
+
+static ngx_int_t
+ngx_http_cost_cap_router_name(ngx_str_t *host, ngx_str_t *port,
+    ngx_http_cost_cap_addr_t *addr)
+{
+    u_char  *p;
+
+    p = ngx_alloc(host->len + 1 + port->len, ngx_cycle->log);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -704,9 +747,6 @@ ngx_http_cost_cap_router_parse(ngx_str_t *host, ngx_str_t *port,
     addr->host.len = host->len;
     addr->name.data = p;
     addr->name.len = ngx_sprintf(p, "%V:%V", host, port) - p;
-    addr->port = (in_port_t) n;
-    addr->sockaddr = &sa->sockaddr;
-    addr->socklen = a.socklen;
 
     return NGX_OK;
 }
@@ -1014,12 +1054,16 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
 
     c = rt->master;
 
-    if (c->addr.sockaddr == NULL
+    if (!c->owned
         || ngx_cmp_sockaddr(c->addr.sockaddr, c->addr.socklen,
                             &sa.sockaddr, addr.socklen, 1)
            != NGX_OK)
     {
-        if (c->addr.name.data != rt->sentinels[0]->addr.name.data) {
+        if (ngx_http_cost_cap_router_name(host, port, &addr) != NGX_OK) {
+            return;
+        }
+
+        if (c->owned) {
             ngx_free(c->addr.name.data);
         }
 
@@ -1030,24 +1074,25 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
         c->addr.name = addr.name;
         c->addr.host = addr.host;
         c->addr.port = addr.port;
+        c->owned = 1;
         ngx_http_cost_cap_conn_set_addr(c, &sa.sockaddr, addr.socklen);
 
         if (c->state != NGX_HTTP_COST_CAP_CONN_DOWN) {
             ngx_http_cost_cap_conn_fail(c, "master switched");
         }
 
-    } else {
-        ngx_free(addr.name.data);
-    }
-
-    rt->known = 1;
-
-    if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN) {
+        /* the new master at once, not after a backoff */
         if (c->reconnect.timer_set) {
             ngx_del_timer(&c->reconnect);
         }
 
         c->backoff = 0;
+    }
+
+    rt->known = 1;
+
+    /* the same master: it reconnects on its own, after its backoff */
+    if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN && !c->reconnect.timer_set) {
         (void) ngx_http_cost_cap_conn_connect(c);
     }
 }
