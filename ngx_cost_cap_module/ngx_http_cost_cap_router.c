@@ -1095,6 +1095,10 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
     if (c->state == NGX_HTTP_COST_CAP_CONN_DOWN && !c->reconnect.timer_set) {
         (void) ngx_http_cost_cap_conn_connect(c);
     }
+
+    if (c->state == NGX_HTTP_COST_CAP_CONN_UP && c->handshake == 0) {
+        ngx_http_cost_cap_router_flush(rt, &rt->waiting);
+    }
 }
 
 
