@@ -12,7 +12,7 @@ MODULE      := $(BUILD)/ngx_http_cost_cap_module.so
 NGX_BUILD   := $(BUILD)/nginx
 SRCS        := config $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h)
 
-DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev libcjson-dev \
+DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
                libcmocka-dev libtest-base-perl libio-socket-ssl-perl curl \
                gcovr clang \

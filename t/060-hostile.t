@@ -353,28 +353,38 @@ map { { code => 400, body => qq({"model":"sora-2","seconds":$_}), label => $_,
   json => err('invalid_json', undef) },
 
 
-=== TEST 15: duplicate keys: the first wins (priced as sora-2)
+=== TEST 15: duplicate keys: refused, whichever copy a backend takes
+# Python, Node and Go take the last duplicate, some parsers the first
+--- requests
+map { { code => 400, body => $_->[1], label => $_->[0],
+        json => err('invalid_parameter', $_->[2]) } }
+    ['model twice', '{"model":"sora-2","model":"sora-2-pro"}', 'model'],
+    ['seconds and model twice', '{"model":"sora-2-pro","model":"sora-2","seconds":4,"seconds":12}', 'model'],
+    ['n twice', '{"model":"sora-2","n":1,"n":10}', 'n'],
+    ['null then a value', '{"model":"sora-2","seconds":null,"seconds":12}', 'seconds'],
+    ['an escape spells the key', '{"model":"sora-2","seco\u006eds":12,"seconds":4}', 'seconds'],
+    ['after 1 MB of prompt', '{"model":"sora-2","seconds":4,"prompt":"' . ('p' x 1_000_000) . '","seconds":12}', 'seconds'],
+
+
+=== TEST 16: keys in another case (Go's encoding/json matches them): refused
+--- requests
+map { { code => 400, body => $_->[1], label => $_->[0],
+        json => err('invalid_parameter', $_->[2]) } }
+    ['Seconds', '{"model":"sora-2","Seconds":12}', 'seconds'],
+    ['SECONDS after seconds', '{"model":"sora-2","seconds":4,"SECONDS":12}', 'seconds'],
+    ['Model', '{"Model":"sora-2-pro","model":"sora-2"}', 'model'],
+    ['long s (U+017F)', qq({"model":"sora-2","\x{c5}\x{bf}econds":12}), 'seconds'],
+    ['long s escaped', '{"model":"sora-2","\u017feconds":12}', 'seconds'],
+    ['dotless i (U+0131)', qq({"model":"sora-2","num_\x{c4}\x{b1}nference_steps":50}), 'num_inference_steps'],
+
+
+=== TEST 16b: keys nobody reads may repeat
 --- request_body
-{"model":"sora-2","model":"sora-2-pro"}
+{"model":"sora-2","prompt":"a","prompt":"b","Prompt":"c","x":{"seconds":1,"seconds":2}}
 --- error_code: 200
 --- response_headers
 X-Cost-Cap-Estimate: 0.077415
 --- response_body_like: queued
---- redis
-costcap:{acme}:day:{day} 77415
---- redis_keys: 1
---- backend_hits: 1
-
-
-=== TEST 16: duplicate keys: the first wins (sora-2-pro first)
---- request_body
-{"model":"sora-2-pro","model":"sora-2","seconds":4,"seconds":12}
---- error_code: 200
---- response_headers
-X-Cost-Cap-Estimate: 0.206439
---- response_body_like: queued
---- redis
-costcap:{acme}:day:{day} 206439
 --- redis_keys: 1
 --- backend_hits: 1
 
