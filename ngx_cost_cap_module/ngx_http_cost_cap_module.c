@@ -1084,6 +1084,15 @@ ngx_http_cost_cap_field(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     fl->param = value[1];
 
     if (value[2].len == 3 && ngx_strncmp(value[2].data, "off", 3) == 0) {
+        if (cc_field_parse((char *) value[1].data, value[1].len)
+            == CC_FIELD_MODEL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"cost_cap_field\" \"model\" cannot be "
+                               "\"off\": every request names a model");
+            return NGX_CONF_ERROR;
+        }
+
         fl->off = 1;
         return NGX_CONF_OK;
     }

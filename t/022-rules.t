@@ -349,3 +349,10 @@ location / {
 --- nginx_t_fail
 cost_cap_field
 "quality"
+
+
+=== TEST 26: nginx -t: the model cannot be off
+--- config
+location / { cost_cap_field model off; }
+--- nginx_t_fail
+"cost_cap_field" "model" cannot be "off"
