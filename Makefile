@@ -14,7 +14,7 @@ LUA         := $(wildcard ngx_cost_cap_module/scripts/*.lua)
 SRCS        := config $(LUA) \
                $(wildcard ngx_cost_cap_module/*.c ngx_cost_cap_module/*.h)
 
-DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev libcjson-dev \
+DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
                libcmocka-dev libtest-base-perl libio-socket-ssl-perl curl \
                gcovr clang \

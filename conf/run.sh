@@ -24,11 +24,13 @@ cat <<'MSG'
 ngx_cost_cap_module on http://127.0.0.1:8080 (Ctrl-C stops it). Try:
 
   curl -i -H 'Authorization: Bearer sk-acme-1' -H 'Content-Type: application/json' \
-       -d '{"model":"sora-2","seconds":"8","size":"1280x720"}' http://127.0.0.1:8080/v1/videos
-  curl -i -H 'Authorization: Bearer sk-acme-1' -F model=sora-2-pro -F seconds=12 \
-       -F size=1792x1024 http://127.0.0.1:8080/v1/videos
+       -d '{"model":"gpt-image-1","prompt":"a red fox","quality":"high","size":"1536x1024","n":2}' \
+       http://127.0.0.1:8080/v1/images/generations
+  curl -i -H 'Authorization: Bearer sk-acme-1' -F model=gpt-image-1-mini -F quality=low \
+       -F size=1024x1024 -F prompt='add a hat' -F image=@conf/nginx.conf http://127.0.0.1:8080/v1/images/edits
   curl -i -H 'Authorization: Bearer sk-globex-1' -H 'Content-Type: application/json' \
-       -d '{"model":"gpt-image-1","size":"1024x1024","n":4}' http://127.0.0.1:8080/v1/images/generations
+       -d '{"model":"Wan-AI/Wan2.1-T2V-14B","prompt":"a red fox","size":"1280x720","seconds":"5"}' \
+       http://127.0.0.1:8080/v1/videos
   redis-cli --scan --pattern 'costcap:*'
 
 MSG

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cc_multipart.h"
+#include "cc_price.h"
 
 
 #define S(lit)  lit, sizeof(lit) - 1
@@ -21,6 +22,28 @@
 
 static cc_path_t  names[CC_FIELD_MAX];
 static cc_val_t   vals[CC_FIELD_MAX];
+static size_t     bad_field;
+
+
+/* 0, -1 for a malformed body, -2 for a duplicate (bad_field) */
+
+static int
+extract(const char *body, size_t len, const char *b, size_t blen,
+    const cc_path_t *n, cc_val_t *v)
+{
+    switch (cc_multipart_extract(body, len, b, blen, n, CC_FIELD_MAX, v,
+                                 &bad_field))
+    {
+    case CC_MULTIPART_OK:
+        return 0;
+
+    case CC_MULTIPART_INVALID:
+        return -1;
+
+    default:
+        return -2;
+    }
+}
 
 
 static int
@@ -82,10 +105,10 @@ mp(const char *body, size_t len, const char *b)
     assert_non_null(copy);
     memcpy(copy, body, len);
 
-    rc = cc_multipart_extract(copy, len, b, strlen(b), names, vals);
+    rc = extract(copy, len, b, strlen(b), names, vals);
 
     for (f = 0; f < CC_FIELD_MAX; f++) {
-        if (vals[f].type == CC_VAL_STRING) {
+        if (vals[f].type == CC_VAL_STRING || vals[f].type == CC_VAL_LONG) {
             assert_true(vals[f].str >= copy
                         && vals[f].str + vals[f].len <= copy + len);
             /* point the value at the caller's body for the checks */
@@ -353,7 +376,7 @@ test_extract_malformed(void **state)
 
     /* a boundary the caller did not check */
     assert_int_equal(mp(S("--\r\n\r\n--"), ""), -1);
-    assert_int_equal(cc_multipart_extract(S("--x--"), "x", 71, names, vals),
+    assert_int_equal(extract(S("--x--"), "x", 71, names, vals),
                      -1);
 }
 
@@ -401,22 +424,44 @@ test_extract_files(void **state)
 }
 
 
+#define PART(name, value)                                                     \
+    "--XyZ\r\nContent-Disposition: form-data; name=\"" name "\"\r\n\r\n"      \
+    value "\r\n"
+
+
 static void
 test_extract_duplicates_and_names(void **state)
 {
+    /* a read field twice: refused, naming it */
+    assert_int_equal(mps(PART("model", "m") PART("n", "1") PART("n", "100")
+                         "--XyZ--"), -2);
+    assert_int_equal(bad_field, CC_FIELD_N);
+    assert_int_equal(mps(PART("n", "1") PART("n", "1") "--XyZ--"), -2);
+    assert_int_equal(mps(PART("input.width", "1") PART("input.width", "")
+                         "--XyZ--"), -2);
+    assert_int_equal(bad_field, CC_FIELD_WIDTH);
+
+    /* under another case, even alone; the letters Go folds to ASCII */
+    assert_int_equal(mps(PART("N", "7") "--XyZ--"), -2);
+    assert_int_equal(bad_field, CC_FIELD_N);
+    assert_int_equal(mps(PART("Model", "m") "--XyZ--"), -2);
+    assert_int_equal(bad_field, CC_FIELD_MODEL);
+    assert_int_equal(mps(PART("\xc5\xbf" "econds", "12") "--XyZ--"), -2);
+    assert_int_equal(bad_field, CC_FIELD_SECONDS);
+    assert_int_equal(mps(PART("Input.Width", "1") "--XyZ--"), -2);
+
+    /* a file part of a field's name is no field: no duplicate */
+    assert_int_equal(mps(PART("n", "1")
+        "--XyZ\r\nContent-Disposition: form-data; name=\"n\"; "
+        "filename=\"n\"\r\n\r\n10\r\n--XyZ--"), 0);
+    assert_val(CC_FIELD_N, "1");
+
+    /* fields nobody reads may repeat, in any case */
     assert_int_equal(mps(
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"n\"\r\n\r\n1\r\n"
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"n\"\r\n\r\n100\r\n"
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"N\"\r\n\r\n7\r\n"
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"width\"\r\n\r\n7\r\n"
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"input.width\"\r\n\r\n64\r\n"
-        "--XyZ\r\n"
-        "Content-Disposition: form-data; name=\"pro\\\"mpt\"\r\n\r\nhi\r\n"
+        PART("prompt", "a") PART("prompt", "b") PART("Prompt", "c")
+        PART("width", "7")
+        PART("input.width", "64")
+        PART("pro\\\"mpt", "hi")
         "--XyZ\r\n"
         "Content-Disposition: form-data; name=\"model\"\r\n"
         "Content-Transfer-Encoding: 8BIT\r\n\r\nm\r\n"
@@ -429,10 +474,33 @@ test_extract_duplicates_and_names(void **state)
         "720\r\n"
         "--XyZ--"), 0);
 
-    assert_val(CC_FIELD_N, "1");
+    assert_val(CC_FIELD_N, NULL);
     assert_val(CC_FIELD_WIDTH, "64");
     assert_val(CC_FIELD_MODEL, "m");
     assert_val(CC_FIELD_HEIGHT, "720");
+}
+
+
+static void
+test_extract_long(void **state)
+{
+    char    *body;
+    size_t   n, len;
+
+    for (n = CC_VAL_MAX_LEN; n <= CC_VAL_MAX_LEN + 1; n++) {
+        body = malloc(n + 128);
+        assert_non_null(body);
+        len = (size_t) sprintf(body, "--XyZ\r\nContent-Disposition: "
+                               "form-data; name=model\r\n\r\n");
+        memset(body + len, 'm', n);
+        len += n;
+        len += (size_t) sprintf(body + len, "\r\n--XyZ--");
+
+        assert_int_equal(mp(body, len, "XyZ"), 0);
+        assert_int_equal(vals[CC_FIELD_MODEL].type,
+                         n <= CC_VAL_MAX_LEN ? CC_VAL_STRING : CC_VAL_LONG);
+        free(body);
+    }
 }
 
 
@@ -445,7 +513,7 @@ test_extract_unused_names(void **state)
     empty[CC_FIELD_N].data = "n";
     empty[CC_FIELD_N].len = 1;
 
-    assert_int_equal(cc_multipart_extract(S(
+    assert_int_equal(extract(S(
         "--b\r\nContent-Disposition: form-data; name=\"\"\r\n\r\n1\r\n"
         "--b\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n2\r\n"
         "--b--"), "b", 1, empty, vals), 0);
@@ -509,7 +577,7 @@ test_big_file_part(void **state)
     len += sizeof(tail) - 1;
 
     start = clock();
-    assert_int_equal(cc_multipart_extract(body, len, "XyZ", 3, names, vals),
+    assert_int_equal(extract(body, len, "XyZ", 3, names, vals),
                      0);
     assert_fast(start);
     assert_val(CC_FIELD_SECONDS, "12");
@@ -542,14 +610,14 @@ test_many_tiny_parts(void **state)
     p += 7;
 
     start = clock();
-    assert_int_equal(cc_multipart_extract(body, (size_t) (p - body), "XyZ",
+    assert_int_equal(extract(body, (size_t) (p - body), "XyZ",
                                           3, names, vals), 0);
     assert_fast(start);
     assert_val(CC_FIELD_MODEL, NULL);
 
     /* the same without the closing delimiter: malformed, and still fast */
     start = clock();
-    assert_int_equal(cc_multipart_extract(body, (size_t) (p - body) - 7,
+    assert_int_equal(extract(body, (size_t) (p - body) - 7,
                                           "XyZ", 3, names, vals), -1);
     assert_fast(start);
 
@@ -575,7 +643,7 @@ test_hostile_headers(void **state)
     }
 
     start = clock();
-    assert_int_equal(cc_multipart_extract(body, len, "XyZ", 3, names, vals),
+    assert_int_equal(extract(body, len, "XyZ", 3, names, vals),
                      -1);
     assert_fast(start);
 
@@ -615,17 +683,17 @@ test_control_bytes(void **state)
             n -= 3;
         }
 
-        assert_int_equal(cc_multipart_extract(body, (size_t) n, "b", 1,
+        assert_int_equal(extract(body, (size_t) n, "b", 1,
                                               names, vals), -1);
     }
 
     /* an empty body, or one shorter than its delimiter */
-    assert_int_equal(cc_multipart_extract("", 0, "b", 1, names, vals), -1);
-    assert_int_equal(cc_multipart_extract("--", 2, "b", 1, names, vals), -1);
+    assert_int_equal(extract("", 0, "b", 1, names, vals), -1);
+    assert_int_equal(extract("--", 2, "b", 1, names, vals), -1);
 
     n = snprintf(body, sizeof(body), "--b\r\nContent-Disposition: form-data;"
                  " name=\"sec\tonds\"\r\n\r\n12\r\n--b--\r\n");
-    assert_int_equal(cc_multipart_extract(body, (size_t) n, "b", 1, names,
+    assert_int_equal(extract(body, (size_t) n, "b", 1, names,
                                           vals), 0);
 }
 
@@ -641,6 +709,7 @@ main(void)
         cmocka_unit_test(test_extract_malformed),
         cmocka_unit_test(test_extract_files),
         cmocka_unit_test(test_extract_duplicates_and_names),
+        cmocka_unit_test(test_extract_long),
         cmocka_unit_test(test_extract_unused_names),
         cmocka_unit_test(test_big_file_part),
         cmocka_unit_test(test_many_tiny_parts),

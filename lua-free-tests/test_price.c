@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -33,14 +34,17 @@ vstr(const char *s)
 }
 
 
+/* a JSON number as written */
+
 static cc_val_t
-vnum(double d)
+vnum(const char *lit)
 {
     cc_val_t  v;
 
     memset(&v, 0, sizeof(v));
     v.type = CC_VAL_NUMBER;
-    v.num = d;
+    v.str = lit;
+    v.len = strlen(lit);
 
     return v;
 }
@@ -114,7 +118,7 @@ estimate(const cc_rule_t *r, const cc_val_t vals[CC_FIELD_MAX],
 {
     cc_dims_t  dims;
 
-    if (cc_dims_from_vals(vals, &dims, bad) != 0) {
+    if (cc_dims_from_vals(vals, 0, &dims, bad) != 0) {
         return -2;
     }
 
@@ -162,26 +166,54 @@ test_val_number_invalid(void **state)
     cc_val_t  v;
 
     m = 7;
-    v = vnum(NAN);
+    v = vnum("NaN");
     assert_int_equal(cc_val_number(&v, &m), -1);
-    v = vnum(INFINITY);
+    v = vnum("1e999");
     assert_int_equal(cc_val_number(&v, &m), -1);
-    v = vnum(-INFINITY);
+    v = vnum("-1e999");
     assert_int_equal(cc_val_number(&v, &m), -1);
-    v = vnum(1e300);
+    v = vnum("1e300");
     assert_int_equal(cc_val_number(&v, &m), -1);
-    v = vnum(-1e300);
+    v = vnum("-1e300");
     assert_int_equal(cc_val_number(&v, &m), -1);
-    v = vnum(1e13);
+    v = vnum("1e13");
     assert_int_equal(cc_val_number(&v, &m), -1);
     /* just over INT64_MAX millionths */
-    v = vnum(9223372036855.0);
+    v = vnum("9223372036855.0");
     assert_int_equal(cc_val_number(&v, &m), -1);
+    v = vnum("9223372036854.7758075");
+    assert_int_equal(cc_val_number(&v, &m), -1);
+    v = vnum("-9223372036854.775808");
+    assert_int_equal(cc_val_number(&v, &m), -1);
+    v = vnum("92233720368547758070000e-9");
+    assert_int_equal(cc_val_number(&v, &m), -1);
+
+    /* not JSON numbers */
+    {
+        size_t       i;
+        const char  *no[] = {
+            "", "-", "01", "-01", "1.", ".5", "+1", "1e", "1e+", "--1",
+            "0x10", "1 ", " 1", "1.5.5", "1e5e5", "Infinity", "1,5", "1e1.5"
+        };
+
+        for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+            v = vnum(no[i]);
+            if (cc_val_number(&v, &m) != -1) {
+                fail_msg("a number: \"%s\"", no[i]);
+            }
+        }
+    }
+
     assert_int_equal(m, 7);
 
     v = vtype(CC_VAL_ABSENT);
     assert_int_equal(cc_val_number(&v, &m), -1);
     v = vtype(CC_VAL_OTHER);
+    assert_int_equal(cc_val_number(&v, &m), -1);
+    v = vtype(CC_VAL_LONG);
+    assert_int_equal(cc_val_number(&v, &m), -1);
+    v = vstr("1");
+    v.type = CC_VAL_BOOL;
     assert_int_equal(cc_val_number(&v, &m), -1);
 
     v = vstr("");
@@ -208,39 +240,81 @@ test_val_number_valid(void **state)
     int64_t   m;
     cc_val_t  v;
 
-    v = vnum(4);
+    v = vnum("4");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 4 * M);
-    v = vnum(0.1);
+    v = vnum("0.1");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 100000);
-    /* 0.0000005 is a hair under its decimal in binary: rounds down */
-    v = vnum(0.0000005);
+    /* the decimal as written, halves away from zero */
+    v = vnum("0.0000005");
+    assert_int_equal(cc_val_number(&v, &m), 0);
+    assert_int_equal(m, 1);
+    v = vnum("0.00000049999999999999999");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 0);
-    v = vnum(0.0000015);
+    v = vnum("-0.0000005");
+    assert_int_equal(cc_val_number(&v, &m), 0);
+    assert_int_equal(m, -1);
+    v = vnum("0.0000015");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 2);
-    v = vnum(2.9999999);
+    v = vnum("2.9999999");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 3 * M);
-    v = vnum(1.0000004);
+    v = vnum("1.0000004");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, M);
-    v = vnum(0);
+    v = vnum("0");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 0);
-    v = vnum(-0.0);
+    v = vnum("-0.0");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, 0);
 
     /* negatives come back so that the caller can name the field */
-    v = vnum(-2.5);
+    v = vnum("-2.5");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_int_equal(m, -2500000);
-    v = vnum(1e12);
+    v = vnum("1e12");
     assert_int_equal(cc_val_number(&v, &m), 0);
     assert_true(m == 1000000000000LL * M);
+
+    /* exponents, and the ends of int64 */
+    {
+        size_t  i;
+        struct {
+            const char  *lit;
+            int64_t      micro;
+        } yes[] = {
+            { "25e-1", 2500000 }, { "1E+2", 100000000 }, { "2.5E0", 2500000 },
+            { "0e999999999999999999", 0 }, { "0.000e-3", 0 },
+            { "1e-999999999999999999999", 0 }, { "1e-7", 0 },
+            { "5e-7", 1 }, { "4.9e-7", 0 }, { "15e-7", 2 },
+            { "0.0000010", 1 }, { "100e-2", 1000000 },
+            { "9223372036854.775807", INT64_MAX },
+            { "9223372036854.7758074999", INT64_MAX },
+            { "-9223372036854.775807", -INT64_MAX },
+            { "9223372036854775807e-6", INT64_MAX },
+            { "0.9223372036854775807e13", INT64_MAX },
+            { "123456789012345678901234567890e-25", 12345678901LL },
+            { "-0", 0 }, { "-0e-0", 0 }, { "10", 10 * M },
+            { "1.5e1", 15 * M }, { "000", -2 }
+        };
+
+        for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+            if (yes[i].micro == -2) {
+                continue;
+            }
+
+            v = vnum(yes[i].lit);
+            m = 7;
+
+            if (cc_val_number(&v, &m) != 0 || m != yes[i].micro) {
+                fail_msg("%s: %lld", yes[i].lit, (long long) m);
+            }
+        }
+    }
 
     v = vstr("12.000001");
     assert_int_equal(cc_val_number(&v, &m), 0);
@@ -297,19 +371,19 @@ test_dims_model(void **state)
 
     vals_init(vals, "sora-2");
     vals[CC_FIELD_MODEL] = vtype(CC_VAL_ABSENT);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_MODEL);
 
-    vals[CC_FIELD_MODEL] = vnum(2);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_MODEL] = vnum("2");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_MODEL);
 
     vals[CC_FIELD_MODEL] = vtype(CC_VAL_OTHER);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_MODEL);
 
     vals_init(vals, "sora-2");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_int_equal(bad, CC_FIELD_NONE);
     assert_int_equal(d.model_len, 6);
     assert_memory_equal(d.model, "sora-2", 6);
@@ -336,53 +410,53 @@ test_dims_size(void **state)
     vals[CC_FIELD_SIZE] = vstr("1280x720");
     vals[CC_FIELD_WIDTH] = vstr("junk");
     vals[CC_FIELD_HEIGHT] = vtype(CC_VAL_OTHER);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_int_equal(d.width, 1280);
     assert_int_equal(d.height, 720);
     assert_int_equal(d.size_field, CC_FIELD_SIZE);
 
-    vals[CC_FIELD_SIZE] = vnum(1280);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_SIZE] = vnum("1280");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_SIZE);
     vals[CC_FIELD_SIZE] = vstr("1280*720");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_SIZE);
 
     /* one of width/height alone names the missing one */
     vals_init(vals, "m");
-    vals[CC_FIELD_WIDTH] = vnum(1280);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_WIDTH] = vnum("1280");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_HEIGHT);
     vals_init(vals, "m");
     vals[CC_FIELD_HEIGHT] = vstr("720");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_WIDTH);
 
     vals_init(vals, "m");
-    vals[CC_FIELD_WIDTH] = vnum(1280.0);
+    vals[CC_FIELD_WIDTH] = vnum("1280.0");
     vals[CC_FIELD_HEIGHT] = vstr("720");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_int_equal(d.width, 1280);
     assert_int_equal(d.height, 720);
     assert_int_equal(d.size_field, CC_FIELD_WIDTH);
 
-    vals[CC_FIELD_WIDTH] = vnum(1280.5);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_WIDTH] = vnum("1280.5");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_WIDTH);
-    vals[CC_FIELD_WIDTH] = vnum(0);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_WIDTH] = vnum("0");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_WIDTH);
-    vals[CC_FIELD_WIDTH] = vnum(-1280);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_WIDTH] = vnum("-1280");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_WIDTH);
-    vals[CC_FIELD_WIDTH] = vnum(1280);
+    vals[CC_FIELD_WIDTH] = vnum("1280");
     vals[CC_FIELD_HEIGHT] = vstr("720.0");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     vals[CC_FIELD_HEIGHT] = vstr("720.1");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_HEIGHT);
-    vals[CC_FIELD_HEIGHT] = vnum(NAN);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_HEIGHT] = vnum("NaN");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_HEIGHT);
 }
 
@@ -395,57 +469,57 @@ test_dims_counts(void **state)
     cc_field_e  bad;
 
     vals_init(vals, "m");
-    vals[CC_FIELD_N] = vnum(4);
+    vals[CC_FIELD_N] = vnum("4");
     vals[CC_FIELD_STEPS] = vstr("50");
-    vals[CC_FIELD_FRAMES] = vnum(96.0);
+    vals[CC_FIELD_FRAMES] = vnum("96.0");
     vals[CC_FIELD_SECONDS] = vstr("2.5");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_int_equal(d.n, 4);
     assert_int_equal(d.steps, 50);
     assert_int_equal(d.frames, 96);
     assert_int_equal(d.seconds, 2500000);
 
-    vals[CC_FIELD_N] = vnum(0);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_N] = vnum("0");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_N);
-    vals[CC_FIELD_N] = vnum(1.5);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_N] = vnum("1.5");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_N);
     vals[CC_FIELD_N] = vtype(CC_VAL_OTHER);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_N);
     vals[CC_FIELD_N] = vstr("2");
-    vals[CC_FIELD_STEPS] = vnum(-50);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    vals[CC_FIELD_STEPS] = vnum("-50");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_STEPS);
     vals[CC_FIELD_STEPS] = vstr("50.5");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), -1);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
     assert_int_equal(bad, CC_FIELD_STEPS);
     vals[CC_FIELD_STEPS] = vtype(CC_VAL_ABSENT);
 
     /* bad seconds/frames are recorded, not reported (image models) */
-    vals[CC_FIELD_FRAMES] = vnum(2.5);
-    vals[CC_FIELD_SECONDS] = vnum(0);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    vals[CC_FIELD_FRAMES] = vnum("2.5");
+    vals[CC_FIELD_SECONDS] = vnum("0");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_true(d.bad_frames);
     assert_true(d.bad_seconds);
     assert_int_equal(d.frames, 0);
     assert_int_equal(d.seconds, 0);
 
     vals[CC_FIELD_FRAMES] = vtype(CC_VAL_OTHER);
-    vals[CC_FIELD_SECONDS] = vnum(-3);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    vals[CC_FIELD_SECONDS] = vnum("-3");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_true(d.bad_frames);
     assert_true(d.bad_seconds);
 
     vals[CC_FIELD_FRAMES] = vtype(CC_VAL_ABSENT);
     vals[CC_FIELD_SECONDS] = vstr("abc");
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_false(d.bad_frames);
     assert_true(d.bad_seconds);
 
-    vals[CC_FIELD_SECONDS] = vnum(0.000001);
-    assert_int_equal(cc_dims_from_vals(vals, &d, &bad), 0);
+    vals[CC_FIELD_SECONDS] = vnum("0.000001");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), 0);
     assert_false(d.bad_seconds);
     assert_int_equal(d.seconds, 1);
 }
@@ -483,7 +557,7 @@ test_estimate_sora(void **state)
      * cost = 82.944 x 3.5 / 3600 = 290.304 / 3600 = 0.08064 exactly ->
      * 80640, where doubles give 80640.00000000001 -> 80641.
      */
-    vals[CC_FIELD_FRAMES] = vnum(100);
+    vals[CC_FIELD_FRAMES] = vnum("100");
     vals[CC_FIELD_SECONDS] = vstr("garbage: frames win");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
     assert_int_equal(est.cost, 80640);
@@ -520,7 +594,7 @@ test_estimate_frames_not_rounded(void **state)
     /* 0.1 s x 24 fps = 2.4 frames of 1 Mpx: 2.4 GPU-s x 3.6/3600 = 0.0024 */
     vals_init(vals, "v");
     vals[CC_FIELD_SIZE] = vstr("1000x1000");
-    vals[CC_FIELD_SECONDS] = vnum(0.1);
+    vals[CC_FIELD_SECONDS] = vnum("0.1");
     assert_int_equal(estimate(&r, vals, 3600000, &est, &bad), 0);
     assert_int_equal(est.cost, 2400);
     assert_int_equal(est.gpu_seconds, 2400000);
@@ -563,19 +637,19 @@ test_estimate_image(void **state)
      */
     r = image_rule();
     vals_init(vals, "flux");
-    vals[CC_FIELD_N] = vnum(4);
-    vals[CC_FIELD_STEPS] = vnum(50);
+    vals[CC_FIELD_N] = vnum("4");
+    vals[CC_FIELD_STEPS] = vnum("50");
     assert_int_equal(estimate(&r, vals, 2000000, &est, &bad), 0);
     assert_int_equal(est.gpu_seconds, 20582912);
     assert_int_equal(est.cost, 11435);
 
     /* images ignore seconds and frames, even invalid ones */
     vals[CC_FIELD_SECONDS] = vstr("-1");
-    vals[CC_FIELD_FRAMES] = vnum(1e300);
+    vals[CC_FIELD_FRAMES] = vnum("1e300");
     assert_int_equal(estimate(&r, vals, 2000000, &est, &bad), 0);
     assert_int_equal(est.cost, 11435);
-    vals[CC_FIELD_SECONDS] = vnum(100000);
-    vals[CC_FIELD_FRAMES] = vnum(100000);
+    vals[CC_FIELD_SECONDS] = vnum("100000");
+    vals[CC_FIELD_FRAMES] = vnum("100000");
     r.max_seconds = M;
     assert_int_equal(estimate(&r, vals, 2000000, &est, &bad), 0);
     assert_int_equal(est.cost, 11435);
@@ -596,11 +670,11 @@ test_estimate_image(void **state)
      * output, x 4 = 10.097152; x 2 / 3600 = 0.00560952888... -> 5610
      */
     r.ref_steps = 3500000;
-    vals[CC_FIELD_STEPS] = vnum(7);
+    vals[CC_FIELD_STEPS] = vnum("7");
     assert_int_equal(estimate(&r, vals, 2000000, &est, &bad), 0);
     assert_int_equal(est.gpu_seconds, 20582912);
     r.ref_steps = 3 * M;
-    vals[CC_FIELD_STEPS] = vnum(1);
+    vals[CC_FIELD_STEPS] = vnum("1");
     assert_int_equal(estimate(&r, vals, 2000000, &est, &bad), 0);
     assert_int_equal(est.gpu_seconds, 10097152);
     assert_int_equal(est.cost, 5610);
@@ -670,8 +744,8 @@ test_estimate_limits(void **state)
     assert_int_equal(bad, CC_FIELD_SIZE);
 
     vals_init(vals, "sora-2");
-    vals[CC_FIELD_WIDTH] = vnum(721);
-    vals[CC_FIELD_HEIGHT] = vnum(1280);
+    vals[CC_FIELD_WIDTH] = vnum("721");
+    vals[CC_FIELD_HEIGHT] = vnum("1280");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_WIDTH);
 
@@ -682,18 +756,18 @@ test_estimate_limits(void **state)
     vals[CC_FIELD_SECONDS] = vstr("12.000001");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_SECONDS);
-    vals[CC_FIELD_SECONDS] = vnum(0);
+    vals[CC_FIELD_SECONDS] = vnum("0");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_SECONDS);
 
     /* 288 frames / 24 fps = 12 s; 289 is 12.04 s */
     vals_init(vals, "sora-2");
-    vals[CC_FIELD_FRAMES] = vnum(288);
+    vals[CC_FIELD_FRAMES] = vnum("288");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
-    vals[CC_FIELD_FRAMES] = vnum(289);
+    vals[CC_FIELD_FRAMES] = vnum("289");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_FRAMES);
-    vals[CC_FIELD_FRAMES] = vnum(-1);
+    vals[CC_FIELD_FRAMES] = vnum("-1");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_FRAMES);
     vals[CC_FIELD_FRAMES] = vstr("9223372036854");
@@ -702,16 +776,16 @@ test_estimate_limits(void **state)
 
     /* 29.97 fps: 359 frames = 11.98 s, 360 frames = 12.012 s */
     r.fps = 29970000;
-    vals[CC_FIELD_FRAMES] = vnum(359);
+    vals[CC_FIELD_FRAMES] = vnum("359");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
-    vals[CC_FIELD_FRAMES] = vnum(360);
+    vals[CC_FIELD_FRAMES] = vnum("360");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_FRAMES);
 
     vals_init(vals, "sora-2");
-    vals[CC_FIELD_N] = vnum(2);
+    vals[CC_FIELD_N] = vnum("2");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
-    vals[CC_FIELD_N] = vnum(3);
+    vals[CC_FIELD_N] = vnum("3");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_N);
 }
@@ -744,7 +818,7 @@ test_estimate_missing(void **state)
 
     /* and bad frames even with good seconds */
     vals[CC_FIELD_SECONDS] = vstr("4");
-    vals[CC_FIELD_FRAMES] = vnum(2.5);
+    vals[CC_FIELD_FRAMES] = vnum("2.5");
     assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
     assert_int_equal(bad, CC_FIELD_FRAMES);
 }
@@ -858,6 +932,350 @@ test_estimate_sweep(void **state)
 }
 
 
+static int
+estimate_named(const cc_rule_t *r, const cc_val_t vals[CC_FIELD_MAX],
+    unsigned named, cc_estimate_t *est, cc_field_e *bad)
+{
+    cc_dims_t  dims;
+
+    if (cc_dims_from_vals(vals, named, &dims, bad) != 0) {
+        return -2;
+    }
+
+    return cc_estimate(r, &dims, 3500000, est, bad);
+}
+
+
+static void
+test_when(void **state)
+{
+    cc_val_t        v;
+    static cc_str_t  low[] = { { "low", 3 } };
+    static cc_str_t  hi[] = { { "high", 4 }, { "auto", 4 }, { "-", 1 } };
+    static cc_str_t  num[] = { { "4", 1 }, { "8", 1 }, { "true", 4 } };
+    static cc_str_t  dash[] = { { "-", 1 } };
+
+    v = vstr("low");
+    assert_true(cc_when_holds(low, 1, &v));
+    assert_true(cc_when_names(low, 1, &v));
+    assert_false(cc_when_holds(hi, 3, &v));
+
+    /* exact and case-sensitive, the whole text */
+    v = vstr("Low");
+    assert_false(cc_when_holds(low, 1, &v));
+    v = vstr("lo");
+    assert_false(cc_when_holds(low, 1, &v));
+    v = vstr("low ");
+    assert_false(cc_when_holds(low, 1, &v));
+    v = vstr("lowx");
+    v.len = 3;
+    assert_true(cc_when_holds(low, 1, &v));
+
+    /* "-" is absent, and only absent */
+    v = vtype(CC_VAL_ABSENT);
+    assert_true(cc_when_holds(hi, 3, &v));
+    assert_false(cc_when_names(hi, 3, &v));
+    assert_false(cc_when_holds(low, 1, &v));
+    v = vstr("-");
+    assert_false(cc_when_holds(dash, 1, &v));
+    assert_false(cc_when_names(dash, 1, &v));
+    v = vstr("");
+    assert_false(cc_when_holds(dash, 1, &v));
+
+    /* numbers as written, booleans as text */
+    v = vnum("4");
+    assert_true(cc_when_holds(num, 3, &v));
+    assert_true(cc_when_names(num, 3, &v));
+    v = vnum("4.0");
+    assert_false(cc_when_holds(num, 3, &v));
+    v = vstr("8");
+    assert_true(cc_when_holds(num, 3, &v));
+    v = vstr("true");
+    v.type = CC_VAL_BOOL;
+    assert_true(cc_when_holds(num, 3, &v));
+
+    /* objects, arrays and over-long values are present and match nothing */
+    v = vtype(CC_VAL_OTHER);
+    assert_false(cc_when_holds(hi, 3, &v));
+    assert_false(cc_when_holds(dash, 1, &v));
+    v = vtype(CC_VAL_LONG);
+    assert_false(cc_when_holds(hi, 3, &v));
+    assert_false(cc_when_names(hi, 3, &v));
+}
+
+
+static void
+test_named_defaults(void **state)
+{
+    cc_val_t       vals[CC_FIELD_MAX];
+    cc_rule_t      r;
+    cc_dims_t      d;
+    cc_field_e     bad;
+    cc_estimate_t  est;
+
+    /* size "auto": 400 unless the rule names it; then its default_size */
+    r = image_rule();
+    vals_init(vals, "flux");
+    vals[CC_FIELD_SIZE] = vstr("auto");
+    assert_int_equal(estimate_named(&r, vals, 0, &est, &bad), -2);
+    assert_int_equal(bad, CC_FIELD_SIZE);
+    assert_int_equal(estimate_named(&r, vals, 1 << CC_FIELD_SIZE, &est,
+                                    &bad), 0);
+    /* image_rule at 1024x1024: 2 + 1.5 x 1.048576 = 3.572864 GPU-s */
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_SIZE, &d, &bad),
+                     0);
+    assert_int_equal(d.width, 0);
+    assert_int_equal(est.gpu_seconds, 3572864);
+
+    /* ... and then width and height, when given, still count */
+    vals[CC_FIELD_WIDTH] = vnum("512");
+    vals[CC_FIELD_HEIGHT] = vnum("512");
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_SIZE, &d, &bad),
+                     0);
+    assert_int_equal(d.width, 512);
+    assert_int_equal(d.size_field, CC_FIELD_WIDTH);
+
+    /* a named size of its form is a size */
+    vals_init(vals, "flux");
+    vals[CC_FIELD_SIZE] = vstr("64x32");
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_SIZE, &d, &bad),
+                     0);
+    assert_int_equal(d.width, 64);
+
+    /* the others: n, steps, width, seconds, frames */
+    vals_init(vals, "flux");
+    vals[CC_FIELD_N] = vstr("all");
+    vals[CC_FIELD_STEPS] = vstr("auto");
+    vals[CC_FIELD_SECONDS] = vstr("auto");
+    vals[CC_FIELD_FRAMES] = vstr("auto");
+    assert_int_equal(cc_dims_from_vals(vals, 0, &d, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_N);
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_N, &d, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_STEPS);
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_N
+                                       | 1 << CC_FIELD_STEPS, &d, &bad), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.steps, 0);
+    assert_true(d.bad_seconds);
+    assert_true(d.bad_frames);
+    assert_int_equal(cc_dims_from_vals(vals, 0xff, &d, &bad), 0);
+    assert_false(d.bad_seconds);
+    assert_false(d.bad_frames);
+
+    vals_init(vals, "flux");
+    vals[CC_FIELD_WIDTH] = vstr("auto");
+    vals[CC_FIELD_HEIGHT] = vnum("512");
+    assert_int_equal(cc_dims_from_vals(vals, 1 << CC_FIELD_WIDTH, &d, &bad),
+                     -1);
+    assert_int_equal(bad, CC_FIELD_WIDTH);
+}
+
+
+static void
+test_estimate_list_prices(void **state)
+{
+    cc_val_t       vals[CC_FIELD_MAX];
+    cc_rule_t      r;
+    cc_field_e     bad;
+    cc_estimate_t  est;
+
+    /* per output: 0.25 x 3 = 0.75; no pixels needed, none read */
+    memset(&r, 0, sizeof(r));
+    r.gpu_price = -1;
+    r.usd_per_output = 250000;
+    vals_init(vals, "gpt-image-1");
+    vals[CC_FIELD_N] = vnum("3");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 750000);
+    assert_int_equal(est.gpu_seconds, 0);
+
+    /* images ignore seconds, even bad ones */
+    vals[CC_FIELD_SECONDS] = vstr("x");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 750000);
+
+    /* max_pixels still bounds a given size */
+    r.max_pixels = 1572864;
+    vals[CC_FIELD_SIZE] = vstr("1536x1025");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_SIZE);
+
+    /* per megapixel: 0.025 x 1024 x 768 / 10^6 = 0.0196608 -> 19661 */
+    memset(&r, 0, sizeof(r));
+    r.gpu_price = -1;
+    r.usd_per_mpx = 25000;
+    vals_init(vals, "fal-ai/flux/dev");
+    vals[CC_FIELD_SIZE] = vstr("1024x768");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 19661);
+
+    /* x 4 images = 0.0786432 -> 78644 (rounded once, not 4 x 19661) */
+    vals[CC_FIELD_N] = vnum("4");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 78644);
+
+    /* pixels are needed */
+    vals_init(vals, "fal-ai/flux/dev");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_SIZE);
+    r.default_width = 1024;
+    r.default_height = 1024;
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 26215);
+
+    /* per second without fps: the request's seconds, else the default */
+    memset(&r, 0, sizeof(r));
+    r.gpu_price = -1;
+    r.usd_per_second = 400000;
+    r.default_seconds = 8 * M;
+    r.max_seconds = 8 * M;
+    vals_init(vals, "veo-3.1-generate-001");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 3200000);
+    vals[CC_FIELD_SECONDS] = vnum("4");
+    vals[CC_FIELD_N] = vstr("2");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 3200000);
+    vals[CC_FIELD_SECONDS] = vnum("8.000001");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_SECONDS);
+    vals[CC_FIELD_SECONDS] = vstr("four");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_SECONDS);
+
+    /* frames without fps are not read */
+    vals[CC_FIELD_SECONDS] = vtype(CC_VAL_ABSENT);
+    vals[CC_FIELD_FRAMES] = vstr("junk");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 6400000);
+
+    /* no seconds and no default */
+    r.default_seconds = 0;
+    vals[CC_FIELD_FRAMES] = vtype(CC_VAL_ABSENT);
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_SECONDS);
+
+    /*
+     * with fps, frames stand for seconds: 100 frames / 24 fps x 0.10 =
+     * 0.41666... -> 416667; seconds win over frames for the list price
+     */
+    r.usd_per_second = 100000;
+    r.fps = 24 * M;
+    vals[CC_FIELD_N] = vtype(CC_VAL_ABSENT);
+    vals[CC_FIELD_FRAMES] = vnum("100");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 416667);
+    vals[CC_FIELD_SECONDS] = vstr("2");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 200000);
+
+    /* 29.97 fps: 1 frame = 1 / 29.97 s x 0.10 = 0.0033366... -> 3337 */
+    r.fps = 29970000;
+    vals[CC_FIELD_SECONDS] = vtype(CC_VAL_ABSENT);
+    vals[CC_FIELD_FRAMES] = vnum("1");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 3337);
+}
+
+
+static void
+test_estimate_sum_rounded_once(void **state)
+{
+    cc_val_t       vals[CC_FIELD_MAX];
+    cc_rule_t      r;
+    cc_field_e     bad;
+    cc_estimate_t  est;
+
+    /*
+     * base 0.0004 GPU-s at 3.60/h = 0.4 micro-USD; usd_per_mpx 0.000001
+     * x 0.4 Mpx = 0.4 micro-USD: 0.8 -> 1, where rounding each gives 2
+     */
+    memset(&r, 0, sizeof(r));
+    r.gpu_price = 3600000;
+    r.base = 400;
+    r.usd_per_mpx = 1;
+    vals_init(vals, "m");
+    vals[CC_FIELD_SIZE] = vstr("800x500");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 1);
+    assert_int_equal(est.gpu_seconds, 400);
+
+    /*
+     * every term: sora-2 GPU (0.0774144) + 0.01 per output + 0.10 x 4 s +
+     * 0.02 x 0.9216 Mpx (0.018432) = 0.5058464, x 2 = 1.0116928 -> 1011693
+     */
+    r = video_rule();
+    r.usd_per_output = 10000;
+    r.usd_per_second = 100000;
+    r.usd_per_mpx = 20000;
+    vals_init(vals, "sora-2");
+    vals[CC_FIELD_N] = vnum("2");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 1011693);
+    assert_int_equal(est.gpu_seconds, 159252480);
+
+    /* the same with steps: ref 25, steps 50 doubles the GPU term only */
+    r.ref_steps = 25 * M;
+    vals[CC_FIELD_STEPS] = vnum("50");
+    assert_int_equal(estimate(&r, vals, 3500000, &est, &bad), 0);
+    assert_int_equal(est.cost, 1166522);
+}
+
+
+static void
+test_estimate_list_overflow(void **state)
+{
+    cc_rule_t      r;
+    cc_dims_t      d;
+    cc_field_e     bad;
+    cc_estimate_t  est;
+
+    memset(&r, 0, sizeof(r));
+    memset(&d, 0, sizeof(d));
+    r.gpu_price = -1;
+    r.usd_per_output = INT64_MAX;
+    d.n = 1;
+    assert_int_equal(cc_estimate(&r, &d, 0, &est, &bad), 0);
+    assert_true(est.cost == INT64_MAX);
+    d.n = 2;
+    assert_int_equal(cc_estimate(&r, &d, 0, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_NONE);
+
+    /* every term at its maximum: no wrap, just too large */
+    r.per_mpx_frame = INT64_MAX;
+    r.base = INT64_MAX;
+    r.usd_per_second = INT64_MAX;
+    r.usd_per_mpx = INT64_MAX;
+    r.fps = INT64_MAX;
+    r.ref_steps = 1;
+    r.default_seconds = INT64_MAX;
+    d.width = INT64_MAX;
+    d.height = INT64_MAX;
+    d.steps = INT64_MAX;
+    d.frames = INT64_MAX / CC_MICRO;
+    d.n = INT64_MAX;
+    assert_int_equal(cc_estimate(&r, &d, INT64_MAX, &est, &bad), -1);
+    assert_int_equal(bad, CC_FIELD_NONE);
+
+    /* huge factors, a tiny result: 1 frame / (2^63 - 1) fps x 1 micro-USD */
+    memset(&r, 0, sizeof(r));
+    memset(&d, 0, sizeof(d));
+    r.gpu_price = -1;
+    r.per_mpx_frame = 1;
+    r.ref_steps = INT64_MAX;
+    r.fps = INT64_MAX;
+    r.usd_per_second = 1;
+    r.usd_per_mpx = 1;
+    d.width = 1;
+    d.height = 1;
+    d.frames = 1;
+    d.steps = 1;
+    d.n = 1;
+    assert_int_equal(cc_estimate(&r, &d, 1, &est, &bad), 0);
+    assert_int_equal(est.cost, 1);
+}
+
+
 int
 main(void)
 {
@@ -877,6 +1295,11 @@ main(void)
         cmocka_unit_test(test_estimate_missing),
         cmocka_unit_test(test_estimate_overflow),
         cmocka_unit_test(test_estimate_sweep),
+        cmocka_unit_test(test_when),
+        cmocka_unit_test(test_named_defaults),
+        cmocka_unit_test(test_estimate_list_prices),
+        cmocka_unit_test(test_estimate_sum_rounded_once),
+        cmocka_unit_test(test_estimate_list_overflow),
     };
 
     return cmocka_run_group_tests_name("cc_price", tests, NULL, NULL);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cc_json.h"
 #include "cc_multipart.h"
 
 
@@ -32,7 +33,10 @@ typedef struct {
     char                dash[2 + CC_MULTIPART_BOUNDARY_MAX];
     size_t              dlen;
     const cc_path_t    *names;
+    size_t              nnames;
     cc_val_t           *vals;
+    size_t              bad;
+    int                 rc;
 } cc_mp_ctx_t;
 
 
@@ -120,47 +124,49 @@ cc_multipart_boundary(const char *ctype, size_t len, const char **b,
 
 int
 cc_multipart_extract(const char *body, size_t len, const char *boundary,
-    size_t blen, const cc_path_t names[CC_FIELD_MAX],
-    cc_val_t vals[CC_FIELD_MAX])
+    size_t blen, const cc_path_t *names, size_t nnames, cc_val_t *vals,
+    size_t *bad)
 {
-    int           f;
-    size_t        pos;
+    size_t        i, pos;
     const char   *q;
     cc_mp_ctx_t   ctx;
 
-    for (f = 0; f < CC_FIELD_MAX; f++) {
-        memset(&vals[f], 0, sizeof(cc_val_t));
-        vals[f].type = CC_VAL_ABSENT;
+    for (i = 0; i < nnames; i++) {
+        memset(&vals[i], 0, sizeof(cc_val_t));
+        vals[i].type = CC_VAL_ABSENT;
     }
 
     if (blen == 0 || blen > CC_MULTIPART_BOUNDARY_MAX) {
-        return -1;
+        return CC_MULTIPART_INVALID;
     }
 
     ctx.body = body;
     ctx.len = len;
     ctx.names = names;
+    ctx.nnames = nnames;
     ctx.vals = vals;
+    ctx.bad = 0;
+    ctx.rc = CC_MULTIPART_INVALID;
     ctx.dlen = 2 + blen;
     memcpy(ctx.dash, "--", 2);
     memcpy(ctx.dash + 2, boundary, blen);
 
     if (len < ctx.dlen) {
-        return -1;
+        return CC_MULTIPART_INVALID;
     }
 
     /* the first delimiter may open the body, without its CRLF */
     q = memmem(body, len, ctx.dash, ctx.dlen);
 
     if (q == NULL || (q != body && !cc_mp_after_crlf(q, body))) {
-        return -1;
+        return CC_MULTIPART_INVALID;
     }
 
     pos = (size_t) (q - body) + ctx.dlen;
 
     for ( ;; ) {
         if (len - pos >= 2 && body[pos] == '-' && body[pos + 1] == '-') {
-            return 0;
+            return CC_MULTIPART_OK;
         }
 
         /* transport padding, then the CRLF that ends the delimiter line */
@@ -169,11 +175,12 @@ cc_multipart_extract(const char *body, size_t len, const char *boundary,
         }
 
         if (len - pos < 2 || memcmp(body + pos, CC_MP_CRLF, 2) != 0) {
-            return -1;
+            return CC_MULTIPART_INVALID;
         }
 
         if (cc_mp_part(&ctx, pos + 2, &pos) != 0) {
-            return -1;
+            *bad = ctx.bad;
+            return ctx.rc;
         }
     }
 }
@@ -508,15 +515,16 @@ static int
 cc_mp_field(cc_mp_ctx_t *ctx, cc_mp_part_t *part, const char *v,
     size_t vlen)
 {
-    int               f, matched;
+    int               r, matched;
+    size_t            i;
     const cc_path_t  *n;
 
     matched = 0;
 
-    for (f = 0; f < CC_FIELD_MAX; f++) {
-        n = &ctx->names[f];
+    for (i = 0; i < ctx->nnames; i++) {
+        n = &ctx->names[i];
 
-        if (n->data == NULL || n->len == 0) {
+        if (n->len == 0) {
             continue;
         }
 
@@ -531,19 +539,25 @@ cc_mp_field(cc_mp_ctx_t *ctx, cc_mp_part_t *part, const char *v,
             continue;
         }
 
-        if (part->name_len != n->len
-            || memcmp(part->name, n->data, n->len) != 0)
-        {
+        r = cc_json_name_cmp((const unsigned char *) part->name,
+                              part->name_len,
+                              (const unsigned char *) n->data, n->len);
+        if (r == 0) {
             continue;
+        }
+
+        if (r == 2 || ctx->vals[i].type != CC_VAL_ABSENT) {
+            ctx->bad = i;
+            ctx->rc = CC_MULTIPART_DUPLICATE;
+            return -1;
         }
 
         matched = 1;
 
-        if (ctx->vals[f].type == CC_VAL_ABSENT) {
-            ctx->vals[f].type = CC_VAL_STRING;
-            ctx->vals[f].str = v;
-            ctx->vals[f].len = vlen;
-        }
+        ctx->vals[i].type = (vlen > CC_VAL_MAX_LEN) ? CC_VAL_LONG
+                                                     : CC_VAL_STRING;
+        ctx->vals[i].str = v;
+        ctx->vals[i].len = vlen;
     }
 
     return (matched && part->encoded) ? -1 : 0;
@@ -569,3 +583,4 @@ cc_mp_unescaped_eq(const char *q, size_t qlen, const char *s, size_t len)
 
     return j == len;
 }
+

@@ -4,22 +4,20 @@
  * product of them can overflow, divided once and rounded up.
  */
 
-#include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "cc_price.h"
 #include "cc_window.h"
 
 
-/* 18 x 32 bits: the widest product of the estimate needs about 525 */
-#define CC_BIG_LIMBS      18
+/* 20 x 32 bits: the widest numerator of the estimate needs under 580 */
+#define CC_BIG_LIMBS      20
 
 /* micro-USD = n * gpu_s(micro) * price(micro-USD/h) / (3600 * 10^6) */
 #define CC_HOUR_MICRO     3600000000ULL
 
-/* |x| below this prints with "%.6f" in under 24 bytes */
-#define CC_NUM_MAX        1e13
+/* the most significant digits of a number that can matter in int64 */
+#define CC_NUM_DIGITS     21
 
 
 typedef struct {
@@ -35,7 +33,10 @@ typedef unsigned __int128  cc_u128_t;
 #endif
 
 
-/* the frames per output and the steps factor, as fractions */
+/*
+ * The terms of one estimate: pixels, frames per output (fn * fn2 / fd),
+ * the steps factor (sn / sd), the seconds of the list price (tn / td).
+ */
 typedef struct {
     int64_t         w;
     int64_t         h;
@@ -44,19 +45,26 @@ typedef struct {
     uint64_t        fd;
     uint64_t        sn;
     uint64_t        sd;
+    uint64_t        tn;
+    uint64_t        td;
 } cc_terms_t;
 
 
+static int cc_val_text(const cc_val_t *v, const char **s, size_t *len);
 static int cc_whole(const cc_val_t *v, int64_t *n);
-static int cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
-    cc_field_e *bad);
-static int cc_dims_count(const cc_val_t *v, int64_t *n, int64_t dflt);
+static int cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], unsigned named,
+    cc_dims_t *dims, cc_field_e *bad);
+static int cc_dims_count(const cc_val_t *v, unsigned named, int64_t *n,
+    int64_t dflt);
 static int cc_est_size(const cc_rule_t *rule, const cc_dims_t *dims,
     cc_terms_t *t, cc_field_e *bad);
 static int cc_est_frames(const cc_rule_t *rule, const cc_dims_t *dims,
     cc_terms_t *t, cc_field_e *bad);
+static int cc_est_seconds(const cc_rule_t *rule, const cc_dims_t *dims,
+    cc_terms_t *t, cc_field_e *bad);
 static int cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t,
     int64_t n, int64_t price, cc_estimate_t *est);
+static uint64_t cc_gcd(uint64_t a, uint64_t b);
 static void cc_big_set(cc_big_t *a, uint64_t v);
 static int cc_big_mul32(cc_big_t *a, uint32_t m);
 static int cc_big_mul(cc_big_t *a, uint64_t m);
@@ -93,6 +101,17 @@ cc_field_default_path(cc_field_e f)
 }
 
 
+const char *
+cc_field_name(cc_field_e f)
+{
+    if ((unsigned) f >= CC_FIELD_MAX) {
+        return NULL;
+    }
+
+    return cc_field_names[f];
+}
+
+
 int
 cc_field_parse(const char *s, size_t len)
 {
@@ -111,37 +130,191 @@ cc_field_parse(const char *s, size_t len)
 
 
 int
-cc_val_number(const cc_val_t *v, int64_t *micro)
+cc_number_parse(const char *s, size_t len, int64_t *micro)
 {
-    int    n;
-    char   buf[32];
+    int          neg, eneg;
+    char         d[CC_NUM_DIGITS];
+    size_t       i, nd, nfrac;
+    int64_t      exp, k, m, r;
+    const char  *last;
 
-    if (v->type == CC_VAL_STRING) {
-        return cc_decimal_parse(v->str, v->len, micro) == CC_DEC_OK ? 0 : -1;
-    }
+    last = s + len;
+    neg = (s < last && *s == '-');
+    s += neg;
 
-    if (v->type != CC_VAL_NUMBER || !isfinite(v->num)
-        || v->num >= CC_NUM_MAX || v->num <= -CC_NUM_MAX)
+    /* the significant digits (the first CC_NUM_DIGITS of them) */
+    nd = 0;
+    nfrac = 0;
+
+    if (s == last || *s < '0' || *s > '9' || (*s == '0' && last - s > 1
+                                              && s[1] >= '0' && s[1] <= '9'))
     {
         return -1;
     }
 
-    /* the one place a double becomes money: correctly rounded by libc */
-    n = snprintf(buf, sizeof(buf), "%.6f", fabs(v->num));
+    for ( /* void */ ; s < last && *s >= '0' && *s <= '9'; s++) {
+        if (nd || *s != '0') {
+            if (nd < CC_NUM_DIGITS) {
+                d[nd] = *s;
+            }
 
-    if (n < 8 || (size_t) n >= sizeof(buf)) {
+            nd++;
+        }
+    }
+
+    if (s < last && *s == '.') {
+        s++;
+
+        if (s == last || *s < '0' || *s > '9') {
+            return -1;
+        }
+
+        for ( /* void */ ; s < last && *s >= '0' && *s <= '9'; s++) {
+            if (nd || *s != '0') {
+                if (nd < CC_NUM_DIGITS) {
+                    d[nd] = *s;
+                }
+
+                nd++;
+            }
+
+            nfrac++;
+        }
+    }
+
+    exp = 0;
+
+    if (s < last && (*s == 'e' || *s == 'E')) {
+        s++;
+        eneg = (s < last && *s == '-');
+
+        if (s < last && (*s == '+' || *s == '-')) {
+            s++;
+        }
+
+        if (s == last || *s < '0' || *s > '9') {
+            return -1;
+        }
+
+        for ( /* void */ ; s < last && *s >= '0' && *s <= '9'; s++) {
+            /* beyond a billion it is zero or too large either way */
+            if (exp < 1000000000) {
+                exp = exp * 10 + (*s - '0');
+            }
+        }
+
+        if (eneg) {
+            exp = -exp;
+        }
+    }
+
+    if (s != last) {
         return -1;
     }
 
-    /* a module that calls setlocale() may have changed the radix char */
-    buf[n - 7] = '.';
+    if (nd == 0) {
+        *micro = 0;
+        return 0;
+    }
 
-    if (cc_decimal_parse(buf, (size_t) n, micro) != CC_DEC_OK) {
+    /*
+     * value = digits x 10^(exp - nfrac - (digits after the kept ones)):
+     * m digits of the significant ones are whole millionths
+     */
+    if (nfrac > (size_t) INT64_MAX / 2 || nd > (size_t) INT64_MAX / 2) {
         return -1;
     }
 
-    if (v->num < 0) {
-        *micro = -*micro;
+    k = exp - (int64_t) nfrac + 6;
+    m = (int64_t) nd + k;
+
+    if (m > 19) {
+        return -1;
+    }
+
+    r = 0;
+
+    for (i = 0; (int64_t) i < m; i++) {
+        k = (i < nd) ? d[i] - '0' : 0;
+
+        if (r > (INT64_MAX - k) / 10) {
+            return -1;
+        }
+
+        r = r * 10 + k;
+    }
+
+    /* the first digit dropped rounds: halves away from zero */
+    if (m >= 0 && (size_t) m < nd && d[m] >= '5') {
+        if (r == INT64_MAX) {
+            return -1;
+        }
+
+        r++;
+    }
+
+    *micro = neg ? -r : r;
+
+    return 0;
+}
+
+
+int
+cc_val_number(const cc_val_t *v, int64_t *micro)
+{
+    if (v->type == CC_VAL_STRING) {
+        return cc_decimal_parse(v->str, v->len, micro) == CC_DEC_OK ? 0 : -1;
+    }
+
+    if (v->type == CC_VAL_NUMBER) {
+        return cc_number_parse(v->str, v->len, micro);
+    }
+
+    return -1;
+}
+
+
+int
+cc_when_holds(const cc_str_t *values, size_t n, const cc_val_t *v)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (values[i].len == 1 && values[i].data[0] == '-') {
+            if (v->type == CC_VAL_ABSENT) {
+                return 1;
+            }
+
+            continue;
+        }
+
+        if (cc_when_names(&values[i], 1, v)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+cc_when_names(const cc_str_t *values, size_t n, const cc_val_t *v)
+{
+    size_t       i, len;
+    const char  *s;
+
+    if (cc_val_text(v, &s, &len) != 0) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (values[i].len == 1 && values[i].data[0] == '-') {
+            continue;
+        }
+
+        if (values[i].len == len && memcmp(values[i].data, s, len) == 0) {
+            return 1;
+        }
     }
 
     return 0;
@@ -176,8 +349,8 @@ cc_size_parse(const char *s, size_t len, int64_t *w, int64_t *h)
 
 
 int
-cc_dims_from_vals(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
-    cc_field_e *bad)
+cc_dims_from_vals(const cc_val_t vals[CC_FIELD_MAX], unsigned named,
+    cc_dims_t *dims, cc_field_e *bad)
 {
     const cc_val_t  *v;
 
@@ -192,23 +365,31 @@ cc_dims_from_vals(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
     dims->model = vals[CC_FIELD_MODEL].str;
     dims->model_len = vals[CC_FIELD_MODEL].len;
 
-    if (cc_dims_size(vals, dims, bad) != 0) {
+    if (cc_dims_size(vals, named, dims, bad) != 0) {
         return -1;
     }
 
-    if (cc_dims_count(&vals[CC_FIELD_N], &dims->n, 1) != 0) {
+    if (cc_dims_count(&vals[CC_FIELD_N], named >> CC_FIELD_N & 1, &dims->n,
+                      1)
+        != 0)
+    {
         *bad = CC_FIELD_N;
         return -1;
     }
 
-    if (cc_dims_count(&vals[CC_FIELD_STEPS], &dims->steps, 0) != 0) {
+    if (cc_dims_count(&vals[CC_FIELD_STEPS], named >> CC_FIELD_STEPS & 1,
+                      &dims->steps, 0)
+        != 0)
+    {
         *bad = CC_FIELD_STEPS;
         return -1;
     }
 
-    /* only video models read these: cc_estimate reports them */
-    dims->bad_frames = cc_dims_count(&vals[CC_FIELD_FRAMES], &dims->frames,
-                                     0) != 0;
+    /* only video rules read these: cc_estimate reports them */
+    dims->bad_frames = cc_dims_count(&vals[CC_FIELD_FRAMES],
+                                     named >> CC_FIELD_FRAMES & 1,
+                                     &dims->frames, 0)
+                       != 0;
 
     v = &vals[CC_FIELD_SECONDS];
 
@@ -216,7 +397,7 @@ cc_dims_from_vals(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
         && (cc_val_number(v, &dims->seconds) != 0 || dims->seconds <= 0))
     {
         dims->seconds = 0;
-        dims->bad_seconds = 1;
+        dims->bad_seconds = !(named >> CC_FIELD_SECONDS & 1);
     }
 
     return 0;
@@ -233,7 +414,8 @@ cc_estimate(const cc_rule_t *rule, const cc_dims_t *dims, int64_t gpu_price,
     *bad = CC_FIELD_NONE;
 
     if (cc_est_size(rule, dims, &t, bad) != 0
-        || cc_est_frames(rule, dims, &t, bad) != 0)
+        || cc_est_frames(rule, dims, &t, bad) != 0
+        || cc_est_seconds(rule, dims, &t, bad) != 0)
     {
         return -1;
     }
@@ -258,11 +440,32 @@ cc_estimate(const cc_rule_t *rule, const cc_dims_t *dims, int64_t gpu_price,
         gpu_price = rule->gpu_price;
     }
 
-    if (gpu_price < 0 || rule->per_mpx_frame < 0 || rule->base < 0) {
+    if (gpu_price < 0 || rule->per_mpx_frame < 0 || rule->base < 0
+        || rule->usd_per_output < 0 || rule->usd_per_second < 0
+        || rule->usd_per_mpx < 0)
+    {
         return -1;
     }
 
     return cc_est_compute(rule, &t, n, gpu_price, est);
+}
+
+
+/* the text a when= condition compares: -1 when the value has none */
+
+static int
+cc_val_text(const cc_val_t *v, const char **s, size_t *len)
+{
+    if (v->type != CC_VAL_STRING && v->type != CC_VAL_NUMBER
+        && v->type != CC_VAL_BOOL)
+    {
+        return -1;
+    }
+
+    *s = v->str;
+    *len = v->len;
+
+    return 0;
 }
 
 
@@ -282,9 +485,10 @@ cc_whole(const cc_val_t *v, int64_t *n)
 
 
 static int
-cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
-    cc_field_e *bad)
+cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], unsigned named,
+    cc_dims_t *dims, cc_field_e *bad)
 {
+    int              wa, ha;
     const cc_val_t  *s, *w, *h;
 
     s = &vals[CC_FIELD_SIZE];
@@ -294,33 +498,54 @@ cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
     dims->size_field = CC_FIELD_SIZE;
 
     if (s->type != CC_VAL_ABSENT) {
-        if (s->type != CC_VAL_STRING
-            || cc_size_parse(s->str, s->len, &dims->width, &dims->height)
-               != 0)
+        if (s->type == CC_VAL_STRING
+            && cc_size_parse(s->str, s->len, &dims->width, &dims->height)
+               == 0)
         {
+            return 0;
+        }
+
+        dims->width = 0;
+        dims->height = 0;
+
+        /* "auto" named by the rule: its default_size */
+        if (!(named >> CC_FIELD_SIZE & 1)) {
             *bad = CC_FIELD_SIZE;
             return -1;
         }
-
-        return 0;
     }
 
-    if (w->type != CC_VAL_ABSENT && cc_whole(w, &dims->width) != 0) {
-        *bad = CC_FIELD_WIDTH;
+    wa = (w->type == CC_VAL_ABSENT);
+    ha = (h->type == CC_VAL_ABSENT);
+
+    if (!wa && cc_whole(w, &dims->width) != 0) {
+        if (!(named >> CC_FIELD_WIDTH & 1)) {
+            *bad = CC_FIELD_WIDTH;
+            return -1;
+        }
+
+        wa = 1;
+    }
+
+    if (!ha && cc_whole(h, &dims->height) != 0) {
+        if (!(named >> CC_FIELD_HEIGHT & 1)) {
+            *bad = CC_FIELD_HEIGHT;
+            return -1;
+        }
+
+        ha = 1;
+    }
+
+    if (wa != ha) {
+        *bad = wa ? CC_FIELD_WIDTH : CC_FIELD_HEIGHT;
         return -1;
     }
 
-    if (h->type != CC_VAL_ABSENT && cc_whole(h, &dims->height) != 0) {
-        *bad = CC_FIELD_HEIGHT;
-        return -1;
-    }
+    if (wa) {
+        dims->width = 0;
+        dims->height = 0;
 
-    if ((w->type == CC_VAL_ABSENT) != (h->type == CC_VAL_ABSENT)) {
-        *bad = (w->type == CC_VAL_ABSENT) ? CC_FIELD_WIDTH : CC_FIELD_HEIGHT;
-        return -1;
-    }
-
-    if (w->type != CC_VAL_ABSENT) {
+    } else {
         dims->size_field = CC_FIELD_WIDTH;
     }
 
@@ -329,7 +554,7 @@ cc_dims_size(const cc_val_t vals[CC_FIELD_MAX], cc_dims_t *dims,
 
 
 static int
-cc_dims_count(const cc_val_t *v, int64_t *n, int64_t dflt)
+cc_dims_count(const cc_val_t *v, unsigned named, int64_t *n, int64_t dflt)
 {
     *n = dflt;
 
@@ -338,8 +563,8 @@ cc_dims_count(const cc_val_t *v, int64_t *n, int64_t dflt)
     }
 
     if (cc_whole(v, n) != 0) {
-        *n = 0;
-        return -1;
+        *n = dflt;
+        return named ? 0 : -1;
     }
 
     return 0;
@@ -369,11 +594,20 @@ cc_est_size(const cc_rule_t *rule, const cc_dims_t *dims, cc_terms_t *t,
         return 0;
     }
 
+    /* a rule priced per output or per second needs no pixels */
+    if (rule->per_mpx_frame == 0 && rule->usd_per_mpx == 0) {
+        t->w = 0;
+        t->h = 0;
+        return 0;
+    }
+
     *bad = CC_FIELD_SIZE;
 
     return -1;
 }
 
+
+/* the GPU term's frames: a video rule's (fps), else one */
 
 static int
 cc_est_frames(const cc_rule_t *rule, const cc_dims_t *dims, cc_terms_t *t,
@@ -438,23 +672,85 @@ cc_est_frames(const cc_rule_t *rule, const cc_dims_t *dims, cc_terms_t *t,
 
 
 /*
+ * The list price's seconds, tn / td: the request's seconds, else its
+ * frames / fps, else default_seconds.
+ */
+
+static int
+cc_est_seconds(const cc_rule_t *rule, const cc_dims_t *dims, cc_terms_t *t,
+    cc_field_e *bad)
+{
+    t->tn = 0;
+    t->td = 1;
+
+    if (rule->usd_per_second <= 0) {
+        return 0;
+    }
+
+    if (dims->bad_seconds
+        || (dims->seconds > 0 && rule->max_seconds > 0
+            && dims->seconds > rule->max_seconds))
+    {
+        *bad = CC_FIELD_SECONDS;
+        return -1;
+    }
+
+    if (dims->seconds > 0) {
+        t->tn = (uint64_t) dims->seconds;
+        t->td = CC_MICRO;
+        return 0;
+    }
+
+    if (rule->fps > 0 && dims->frames > 0) {
+        /* frames / (fps / 10^6): cc_est_frames checked max_seconds */
+        t->tn = (uint64_t) dims->frames * CC_MICRO;
+        t->td = (uint64_t) rule->fps;
+
+        if (t->tn / CC_MICRO != (uint64_t) dims->frames) {
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (rule->default_seconds > 0) {
+        t->tn = (uint64_t) rule->default_seconds;
+        t->td = CC_MICRO;
+        return 0;
+    }
+
+    *bad = CC_FIELD_SECONDS;
+
+    return -1;
+}
+
+
+/*
  * In micro GPU-s, one output is
  *
  *   base + per_mpx * (w * h / 10^6) * (fn * fn2 / fd) * (sn * 10^6 / sd)
  *
  * (sn / sd = 1 / 10^6 when no steps factor applies), so with
- * D = fd * sd the whole request is n * G / D micro GPU-s,
+ * D = fd * sd (1 when there is no per_mpx) the whole request is n * G / D
+ * micro GPU-s,
  *
- *   G = base * D + per_mpx * w * h * fn * fn2 * sn,
+ *   G = base * D + per_mpx * w * h * fn * fn2 * sn.
  *
- * and costs n * G * price / (D * 3600 * 10^6) micro-USD.
+ * In micro-USD, with H = 3600 * 10^6, seconds tn / td, g = gcd(td, H)
+ * and t' = td / g, the request costs n * N / Q where Q = D * H * t' and
+ *
+ *   N = G * price * t'                            the GPU time
+ *     + usd_per_output * Q
+ *     + usd_per_second * tn * D * (H / g)
+ *     + usd_per_mpx * w * h * D * 3600 * t'       (w * h / 10^6 Mpx)
  */
 
 static int
 cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
     int64_t price, cc_estimate_t *est)
 {
-    cc_big_t  g, v, d;
+    uint64_t  g, tp, fd, sd;
+    cc_big_t  gg, v, d, q, num;
 
 #if (CC_HAVE_INT128)
     int       rc;
@@ -465,11 +761,16 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
     }
 #endif
 
+    fd = rule->per_mpx_frame ? t->fd : 1;
+    sd = rule->per_mpx_frame ? t->sd : 1;
+    g = cc_gcd(t->td, CC_HOUR_MICRO);
+    tp = t->td / g;
+
     cc_big_set(&d, 1);
     cc_big_set(&v, (uint64_t) rule->per_mpx_frame);
 
-    if (cc_big_mul(&d, t->fd) != 0
-        || cc_big_mul(&d, t->sd) != 0
+    if (cc_big_mul(&d, fd) != 0
+        || cc_big_mul(&d, sd) != 0
         || cc_big_mul(&v, (uint64_t) t->w) != 0
         || cc_big_mul(&v, (uint64_t) t->h) != 0
         || cc_big_mul(&v, t->fn) != 0
@@ -479,15 +780,73 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
         return -1;
     }
 
-    g = d;
+    gg = d;
 
-    if (cc_big_mul(&g, (uint64_t) rule->base) != 0
-        || cc_big_add(&g, &v) != 0
-        || cc_big_mul(&g, (uint64_t) n) != 0
-        || cc_big_div_ceil(&g, &d, &est->gpu_seconds) != 0
-        || cc_big_mul(&g, (uint64_t) price) != 0
-        || cc_big_mul(&d, CC_HOUR_MICRO) != 0
-        || cc_big_div_ceil(&g, &d, &est->cost) != 0)
+    /* G, then n * G / D micro GPU-s */
+    if (cc_big_mul(&gg, (uint64_t) rule->base) != 0
+        || cc_big_add(&gg, &v) != 0)
+    {
+        return -1;
+    }
+
+    num = gg;
+
+    if (cc_big_mul(&num, (uint64_t) n) != 0
+        || cc_big_div_ceil(&num, &d, &est->gpu_seconds) != 0)
+    {
+        return -1;
+    }
+
+    /* Q = D * H * t' */
+    q = d;
+
+    if (cc_big_mul(&q, CC_HOUR_MICRO) != 0 || cc_big_mul(&q, tp) != 0) {
+        return -1;
+    }
+
+    /* N: the GPU time */
+    num = gg;
+
+    if (cc_big_mul(&num, (uint64_t) price) != 0
+        || cc_big_mul(&num, tp) != 0)
+    {
+        return -1;
+    }
+
+    /* per output */
+    v = q;
+
+    if (cc_big_mul(&v, (uint64_t) rule->usd_per_output) != 0
+        || cc_big_add(&num, &v) != 0)
+    {
+        return -1;
+    }
+
+    /* per second */
+    v = d;
+
+    if (cc_big_mul(&v, (uint64_t) rule->usd_per_second) != 0
+        || cc_big_mul(&v, t->tn) != 0
+        || cc_big_mul(&v, CC_HOUR_MICRO / g) != 0
+        || cc_big_add(&num, &v) != 0)
+    {
+        return -1;
+    }
+
+    /* per megapixel */
+    v = d;
+
+    if (cc_big_mul(&v, (uint64_t) rule->usd_per_mpx) != 0
+        || cc_big_mul(&v, (uint64_t) t->w) != 0
+        || cc_big_mul(&v, (uint64_t) t->h) != 0
+        || cc_big_mul(&v, 3600 * tp) != 0
+        || cc_big_add(&num, &v) != 0)
+    {
+        return -1;
+    }
+
+    if (cc_big_mul(&num, (uint64_t) n) != 0
+        || cc_big_div_ceil(&num, &q, &est->cost) != 0)
     {
         return -1;
     }
@@ -496,57 +855,91 @@ cc_est_compute(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
 }
 
 
+static uint64_t
+cc_gcd(uint64_t a, uint64_t b)
+{
+    uint64_t  r;
+
+    while (b) {
+        r = a % b;
+        a = b;
+        b = r;
+    }
+
+    return a;
+}
+
+
 #if (CC_HAVE_INT128)
 
 /*
- * The same in 128-bit integers, which hold every realistic request (the
- * products above stay near 2^110): 1 when an intermediate does not fit,
- * for the wide path to take over.
+ * The same in 128-bit integers, which hold every realistic request: 1
+ * when an intermediate does not fit, for the wide path to take over.
  */
 
 static int
 cc_est_compute128(const cc_rule_t *rule, const cc_terms_t *t, int64_t n,
     int64_t price, cc_estimate_t *est)
 {
-    cc_u128_t  d, v, g, q;
+    uint64_t   g, tp;
+    cc_u128_t  d, v, gg, q, num, x;
 
-    if (__builtin_mul_overflow((cc_u128_t) t->fd, t->sd, &d)
-        || __builtin_mul_overflow((cc_u128_t) rule->per_mpx_frame,
-                                  (uint64_t) t->w, &v)
+    g = cc_gcd(t->td, CC_HOUR_MICRO);
+    tp = t->td / g;
+    d = 1;
+
+    if (rule->per_mpx_frame
+        && __builtin_mul_overflow((cc_u128_t) t->fd, t->sd, &d))
+    {
+        return 1;
+    }
+
+    if (__builtin_mul_overflow((cc_u128_t) rule->per_mpx_frame,
+                               (uint64_t) t->w, &v)
         || __builtin_mul_overflow(v, (uint64_t) t->h, &v)
         || __builtin_mul_overflow(v, t->fn, &v)
         || __builtin_mul_overflow(v, t->fn2, &v)
         || __builtin_mul_overflow(v, t->sn, &v)
-        || __builtin_mul_overflow(d, (uint64_t) rule->base, &g)
-        || __builtin_add_overflow(g, v, &g)
-        || __builtin_mul_overflow(g, (uint64_t) n, &g))
+        || __builtin_mul_overflow(d, (uint64_t) rule->base, &gg)
+        || __builtin_add_overflow(gg, v, &gg)
+        || __builtin_mul_overflow(gg, (uint64_t) n, &num))
     {
         return 1;
     }
 
-    if (d == 0) {
+    x = num / d + (num % d != 0);
+    if (x > INT64_MAX) {
         return -1;
     }
 
-    q = g / d + (g % d != 0);
-    if (q > INT64_MAX) {
-        return -1;
-    }
+    est->gpu_seconds = (int64_t) x;
 
-    est->gpu_seconds = (int64_t) q;
-
-    if (__builtin_mul_overflow(g, (uint64_t) price, &g)
-        || __builtin_mul_overflow(d, CC_HOUR_MICRO, &d))
+    if (__builtin_mul_overflow(d, CC_HOUR_MICRO, &q)
+        || __builtin_mul_overflow(q, tp, &q)
+        || __builtin_mul_overflow(gg, (uint64_t) price, &num)
+        || __builtin_mul_overflow(num, tp, &num)
+        || __builtin_mul_overflow(q, (uint64_t) rule->usd_per_output, &v)
+        || __builtin_add_overflow(num, v, &num)
+        || __builtin_mul_overflow(d, (uint64_t) rule->usd_per_second, &v)
+        || __builtin_mul_overflow(v, t->tn, &v)
+        || __builtin_mul_overflow(v, CC_HOUR_MICRO / g, &v)
+        || __builtin_add_overflow(num, v, &num)
+        || __builtin_mul_overflow(d, (uint64_t) rule->usd_per_mpx, &v)
+        || __builtin_mul_overflow(v, (uint64_t) t->w, &v)
+        || __builtin_mul_overflow(v, (uint64_t) t->h, &v)
+        || __builtin_mul_overflow(v, 3600 * tp, &v)
+        || __builtin_add_overflow(num, v, &num)
+        || __builtin_mul_overflow(num, (uint64_t) n, &num))
     {
         return 1;
     }
 
-    q = g / d + (g % d != 0);
-    if (q > INT64_MAX) {
+    x = num / q + (num % q != 0);
+    if (x > INT64_MAX) {
         return -1;
     }
 
-    est->cost = (int64_t) q;
+    est->cost = (int64_t) x;
 
     return 0;
 }

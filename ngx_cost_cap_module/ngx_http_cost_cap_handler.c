@@ -8,6 +8,10 @@
 #include "ngx_http_cost_cap_module.h"
 
 
+/* a JSON body in a temp file is read this much at a time */
+#define NGX_HTTP_COST_CAP_CHUNK  65536
+
+
 static ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_create_ctx(
     ngx_http_request_t *r);
 static void ngx_http_cost_cap_cleanup(void *data);
@@ -17,17 +21,32 @@ static ngx_int_t ngx_http_cost_cap_media_type(ngx_http_request_t *r);
 static void ngx_http_cost_cap_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_cost_cap_price(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
-static ngx_int_t ngx_http_cost_cap_body(ngx_http_request_t *r,
-    ngx_http_cost_cap_ctx_t *ctx, size_t max, ngx_str_t *body);
+static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    cc_val_t *vals);
+static ngx_int_t ngx_http_cost_cap_json(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    off_t len, cc_val_t *vals);
+static ngx_int_t ngx_http_cost_cap_json_file(ngx_http_request_t *r,
+    cc_json_t *j, ngx_buf_t *b, u_char **chunk);
+static ngx_int_t ngx_http_cost_cap_multipart(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    off_t len, cc_val_t *vals);
+static ngx_int_t ngx_http_cost_cap_body(ngx_http_request_t *r, off_t len,
+    ngx_str_t *body);
 static ngx_int_t ngx_http_cost_cap_map(ngx_http_request_t *r,
     ngx_buf_t *b, ngx_str_t *body);
 static void ngx_http_cost_cap_unmap(void *data);
-static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
-    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
-    ngx_str_t *body, cc_val_t *vals, cJSON **json);
+static ngx_int_t ngx_http_cost_cap_variables(ngx_http_request_t *r,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals);
 static ngx_int_t ngx_http_cost_cap_estimate(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
     cc_val_t *vals);
+static ngx_http_cost_cap_model_t *ngx_http_cost_cap_select(
+    ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals, unsigned *named);
+static ngx_int_t ngx_http_cost_cap_match(ngx_http_request_t *r,
+    ngx_http_cost_cap_model_t *m, ngx_str_t *model);
 static ngx_int_t ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static void ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
@@ -38,45 +57,6 @@ static void ngx_http_cost_cap_unavailable(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 static ngx_int_t ngx_http_cost_cap_answer(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
-static void *ngx_http_cost_cap_json_alloc(size_t size);
-static void ngx_http_cost_cap_json_free(void *p);
-
-
-/* cJSON allocates from the request's pool while it parses a body */
-static ngx_pool_t  *ngx_http_cost_cap_json_pool;
-
-
-void
-ngx_http_cost_cap_json_init(void)
-{
-    cJSON_Hooks  hooks;
-
-    hooks.malloc_fn = ngx_http_cost_cap_json_alloc;
-    hooks.free_fn = ngx_http_cost_cap_json_free;
-
-    cJSON_InitHooks(&hooks);
-}
-
-
-static void *
-ngx_http_cost_cap_json_alloc(size_t size)
-{
-    if (ngx_http_cost_cap_json_pool) {
-        return ngx_palloc(ngx_http_cost_cap_json_pool, size);
-    }
-
-    return malloc(size);
-}
-
-
-static void
-ngx_http_cost_cap_json_free(void *p)
-{
-    /* the pool frees what was taken from it */
-    if (ngx_http_cost_cap_json_pool == NULL) {
-        free(p);
-    }
-}
 
 
 ngx_int_t
@@ -362,10 +342,8 @@ static ngx_int_t
 ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf)
 {
-    cJSON      *json;
     ngx_int_t   rc;
-    ngx_str_t   body;
-    cc_val_t    vals[CC_FIELD_MAX];
+    cc_val_t   *vals;
 
     ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
 
@@ -373,25 +351,16 @@ ngx_http_cost_cap_price(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         goto budget;
     }
 
-    rc = ngx_http_cost_cap_body(r, ctx, lcf->max_body, &body);
-    if (rc != NGX_OK) {
-        return rc == NGX_DECLINED ? NGX_OK : rc;
+    vals = ngx_palloc(r->pool, lcf->fields->nelts * sizeof(cc_val_t));
+    if (vals == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    json = NULL;
-    ngx_http_cost_cap_json_pool = r->pool;
-
-    rc = ngx_http_cost_cap_extract(r, ctx, lcf, &body, vals, &json);
+    rc = ngx_http_cost_cap_extract(r, ctx, lcf, vals);
 
     if (rc == NGX_OK) {
         rc = ngx_http_cost_cap_estimate(r, ctx, lcf, vals);
     }
-
-    if (json) {
-        cJSON_Delete(json);
-    }
-
-    ngx_http_cost_cap_json_pool = NULL;
 
     if (rc != NGX_OK) {
         return rc == NGX_DECLINED ? NGX_OK : rc;
@@ -415,17 +384,216 @@ budget:
 
 
 /*
- * The body as one piece of memory: in place when NGINX kept it in one
- * buffer, else copied from its buffers and temp file.  NGX_DECLINED when
- * it is too large (the error is set).
+ * The raw value of every field: from the body (JSON or multipart), then
+ * from variables.  NGX_DECLINED when the request is refused (the error is
+ * set).
  */
 
 static ngx_int_t
-ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
-    size_t max, ngx_str_t *body)
+ngx_http_cost_cap_extract(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals)
+{
+    off_t         len;
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    if (r->request_body) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += ngx_buf_size(cl->buf);
+        }
+    }
+
+    if (len > (off_t) lcf->max_body) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "body_too_large",
+                               "The request body is larger than the "
+                               "gateway inspects.", NULL);
+        return NGX_DECLINED;
+    }
+
+    rc = ctx->multipart ? ngx_http_cost_cap_multipart(r, ctx, lcf, len, vals)
+                        : ngx_http_cost_cap_json(r, ctx, lcf, len, vals);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_cost_cap_variables(r, lcf, vals);
+}
+
+
+/*
+ * A JSON body is scanned where it lies, buffer after buffer, a temp file
+ * a chunk at a time: no copy of the body, no tree of it.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_json(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, off_t len, cc_val_t *vals)
+{
+    int           rc;
+    char         *buf;
+    size_t        size;
+    u_char       *chunk;
+    ngx_buf_t    *b;
+    cc_json_t    *j;
+    ngx_chain_t  *cl;
+
+    /* room for every value: never more than the body holds */
+    size = ngx_min((size_t) len, lcf->fields->nelts * CC_VAL_MAX_LEN);
+
+    j = ngx_palloc(r->pool, sizeof(cc_json_t));
+    buf = ngx_pnalloc(r->pool, size + 1);
+
+    if (j == NULL || buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (cc_json_init(j, lcf->paths, lcf->fields->nelts, vals, buf, size)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    chunk = NULL;
+    cl = r->request_body ? r->request_body->bufs : NULL;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            rc = cc_json_feed(j, (char *) b->pos, b->last - b->pos);
+
+        } else if (ngx_http_cost_cap_json_file(r, j, b, &chunk) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            rc = cc_json_end(j);
+        }
+
+        if (rc == CC_JSON_INVALID || rc == CC_JSON_DUPLICATE) {
+            break;
+        }
+    }
+
+    switch (cc_json_end(j)) {
+
+    case CC_JSON_OK:
+        return NGX_OK;
+
+    case CC_JSON_DUPLICATE:
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                               "A parameter is given twice, or under a key "
+                               "that differs from it only in case.",
+                               &((ngx_http_cost_cap_field_t *)
+                                 lcf->fields->elts)[j->bad].param);
+        return NGX_DECLINED;
+
+    default:
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                               "The body is not a JSON object.", NULL);
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_json_file(ngx_http_request_t *r, cc_json_t *j,
+    ngx_buf_t *b, u_char **chunk)
+{
+    int      rc;
+    off_t    pos;
+    size_t   n;
+    ssize_t  got;
+
+    if (*chunk == NULL) {
+        *chunk = ngx_pnalloc(r->pool, NGX_HTTP_COST_CAP_CHUNK);
+        if (*chunk == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (pos = b->file_pos; pos < b->file_last; pos += got) {
+        n = (size_t) ngx_min(b->file_last - pos, NGX_HTTP_COST_CAP_CHUNK);
+
+        got = ngx_read_file(b->file, *chunk, n, pos);
+
+        if (got != (ssize_t) n) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "cost_cap: could not read the body from \"%V\"",
+                          &b->file->name);
+            return NGX_ERROR;
+        }
+
+        rc = cc_json_feed(j, (char *) *chunk, n);
+
+        if (rc == CC_JSON_INVALID || rc == CC_JSON_DUPLICATE) {
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_multipart(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf,
+    off_t len, cc_val_t *vals)
+{
+    int          rc;
+    size_t       blen, bad;
+    ngx_int_t    n;
+    ngx_str_t   *ct, body;
+    const char  *b;
+
+    n = ngx_http_cost_cap_body(r, len, &body);
+    if (n != NGX_OK) {
+        return n;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    bad = 0;
+    rc = CC_MULTIPART_INVALID;
+
+    if (cc_multipart_boundary((char *) ct->data, ct->len, &b, &blen) == 0) {
+        rc = cc_multipart_extract((char *) body.data, body.len, b, blen,
+                                  lcf->paths, lcf->fields->nelts, vals, &bad);
+    }
+
+    switch (rc) {
+
+    case CC_MULTIPART_OK:
+        return NGX_OK;
+
+    case CC_MULTIPART_DUPLICATE:
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                               "A parameter is given twice, or under a name "
+                               "that differs from it only in case.",
+                               &((ngx_http_cost_cap_field_t *)
+                                 lcf->fields->elts)[bad].param);
+        return NGX_DECLINED;
+
+    default:
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_multipart",
+                               "The body is not valid multipart/form-data.",
+                               NULL);
+        return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * A multipart body as one piece of memory: in place when NGINX kept it in
+ * one buffer, a temp file mapped (file parts are never read), else copied.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_body(ngx_http_request_t *r, off_t len, ngx_str_t *body)
 {
     u_char       *p;
-    off_t         len;
     ssize_t       n;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -437,20 +605,6 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    if (len > (off_t) max) {
-        ngx_http_cost_cap_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                               "body_too_large",
-                               "The request body is larger than the "
-                               "gateway inspects.", NULL);
-        return NGX_DECLINED;
-    }
-
     cl = r->request_body->bufs;
 
     if (cl->next == NULL && !cl->buf->in_file) {
@@ -459,15 +613,11 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         return NGX_OK;
     }
 
-    /* a multipart body is scanned where it lies: file parts are not read */
-    if (ctx->multipart
-        && cl->next == NULL
-        && ngx_http_cost_cap_map(r, cl->buf, body) == NGX_OK)
+    if (cl->next == NULL && ngx_http_cost_cap_map(r, cl->buf, body) == NGX_OK)
     {
         return NGX_OK;
     }
 
-    /* room for a NUL: JSON is parsed in place */
     p = ngx_pnalloc(r->pool, len + 1);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -475,7 +625,6 @@ ngx_http_cost_cap_body(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 
     body->data = p;
     body->len = len;
-    ctx->body_copied = 1;
 
     for ( /* void */ ; cl; cl = cl->next) {
         b = cl->buf;
@@ -549,55 +698,32 @@ ngx_http_cost_cap_unmap(void *data)
 }
 
 
-/* raw field values from a JSON or multipart body */
+/* fields from variables (cost_cap_field NAME $value): empty is absent */
 
 static ngx_int_t
-ngx_http_cost_cap_extract(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
-    ngx_http_cost_cap_loc_conf_t *lcf, ngx_str_t *body, cc_val_t *vals,
-    cJSON **json)
+ngx_http_cost_cap_variables(ngx_http_request_t *r,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals)
 {
-    char        *tmp;
-    size_t       blen;
-    ngx_uint_t   i;
-    ngx_str_t   *ct;
-    cc_path_t    paths[CC_FIELD_MAX];
-    const char  *b;
+    ngx_str_t                   v;
+    ngx_uint_t                  i;
+    ngx_http_cost_cap_field_t  *fl;
 
-    for (i = 0; i < CC_FIELD_MAX; i++) {
-        paths[i].data = (char *) lcf->fields[i].data;
-        paths[i].len = lcf->fields[i].len;
-    }
+    fl = lcf->fields->elts;
 
-    if (!ctx->multipart) {
-        tmp = ctx->body_copied ? (char *) body->data
-                               : ngx_pnalloc(r->pool, body->len + 1);
-        if (tmp == NULL) {
+    for (i = 0; i < lcf->fields->nelts; i++) {
+        if (fl[i].value == NULL) {
+            continue;
+        }
+
+        if (ngx_http_complex_value(r, fl[i].value, &v) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        *json = cc_json_parse((char *) body->data, body->len, tmp);
-
-        if (*json == NULL) {
-            ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                   "The body is not a JSON object.", NULL);
-            return NGX_DECLINED;
-        }
-
-        cc_json_extract(*json, paths, vals);
-        return NGX_OK;
-    }
-
-    ct = &r->headers_in.content_type->value;
-
-    if (cc_multipart_boundary((char *) ct->data, ct->len, &b, &blen) != 0
-        || cc_multipart_extract((char *) body->data, body->len, b, blen,
-                                paths, vals)
-           != 0)
-    {
-        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_multipart",
-                               "The body is not valid multipart/form-data.",
-                               NULL);
-        return NGX_DECLINED;
+        vals[i].type = (v.len == 0) ? CC_VAL_ABSENT
+                       : (v.len > CC_VAL_MAX_LEN) ? CC_VAL_LONG
+                       : CC_VAL_STRING;
+        vals[i].str = (char *) v.data;
+        vals[i].len = v.len;
     }
 
     return NGX_OK;
@@ -608,60 +734,23 @@ static ngx_int_t
 ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals)
 {
-    ngx_int_t                   rc;
-    ngx_uint_t                  i;
+    unsigned                    named;
     cc_dims_t                   dims;
     cc_field_e                  bad;
     ngx_http_cost_cap_model_t  *m;
+    ngx_http_cost_cap_field_t  *fl;
 
-    if (cc_dims_from_vals(vals, &dims, &bad) != 0) {
-        goto invalid;
+    fl = lcf->fields->elts;
+
+    m = ngx_http_cost_cap_select(r, ctx, lcf, vals, &named);
+    if (m == NULL) {
+        return ctx->status == NGX_DECLINED ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                           : NGX_DECLINED;
     }
 
-    ctx->model.data = ngx_pnalloc(r->pool, dims.model_len);
-    if (ctx->model.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(ctx->model.data, dims.model, dims.model_len);
-    ctx->model.len = dims.model_len;
-
-    m = lcf->models->elts;
-
-    for (i = 0; i < lcf->models->nelts; i++) {
-        if (m[i].regex == NULL) {
-            if (m[i].pattern.len == ctx->model.len
-                && ngx_strncmp(m[i].pattern.data, ctx->model.data,
-                               ctx->model.len) == 0)
-            {
-                break;
-            }
-
-            continue;
-        }
-
-        rc = ngx_regex_exec(m[i].regex, &ctx->model, NULL, 0);
-
-        if (rc >= 0) {
-            break;
-        }
-
-        if (rc != NGX_REGEX_NO_MATCHED) {
-            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                          ngx_regex_exec_n " failed: %i on \"%V\" using "
-                          "\"%V\"", rc, &ctx->model, &m[i].pattern);
-        }
-    }
-
-    if (i == lcf->models->nelts) {
-        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "unknown_model",
-                               "No pricing rule matches the model.",
-                               &lcf->fields[CC_FIELD_MODEL]);
-        return NGX_DECLINED;
-    }
-
-    if (cc_estimate(&m[i].rule, &dims, lcf->gpu_price, &ctx->estimate, &bad)
-        != 0)
+    if (cc_dims_from_vals(vals, named, &dims, &bad) != 0
+        || cc_estimate(&m->rule, &dims, lcf->gpu_price, &ctx->estimate, &bad)
+           != 0)
     {
         goto invalid;
     }
@@ -673,10 +762,10 @@ ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     }
 
     ctx->estimated = 1;
-    ctx->rule = &m[i];
+    ctx->rule = m;
     ctx->conf = lcf;
-    ctx->gpu_price = m[i].rule.gpu_price >= 0 ? m[i].rule.gpu_price
-                                              : lcf->gpu_price;
+    ctx->gpu_price = m->rule.gpu_price >= 0 ? m->rule.gpu_price
+                                            : lcf->gpu_price;
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "cost_cap: tenant \"%V\" model \"%V\" estimate %L "
@@ -687,12 +776,150 @@ ngx_http_cost_cap_estimate(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 
 invalid:
 
+    /* a missing size where the backend reads width and height only */
+    if (bad == CC_FIELD_SIZE && fl[CC_FIELD_SIZE].off
+        && !fl[CC_FIELD_WIDTH].off)
+    {
+        bad = CC_FIELD_WIDTH;
+    }
+
     ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
                            bad == CC_FIELD_NONE
                            ? "The request's estimated cost is too large."
                            : "A parameter is missing, of the wrong type, "
                              "or out of range.",
-                           bad == CC_FIELD_NONE ? NULL : &lcf->fields[bad]);
+                           bad == CC_FIELD_NONE ? NULL : &fl[bad].param);
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The first rule whose pattern matches the model and whose when= all
+ * hold.  NULL with the error set when none does (or with ctx->status
+ * still NGX_DECLINED on an allocation failure); *named is the built-in
+ * fields whose value a when= of the rule lists.
+ */
+
+static ngx_http_cost_cap_model_t *
+ngx_http_cost_cap_select(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf, cc_val_t *vals, unsigned *named)
+{
+    ngx_uint_t                  i, k, n, f, idx, unmet, matched;
+    cc_val_t                   *v;
+    ngx_http_cost_cap_when_t   *w;
+    ngx_http_cost_cap_field_t  *fl;
+    ngx_http_cost_cap_model_t  *m;
+
+    fl = lcf->fields->elts;
+    v = &vals[CC_FIELD_MODEL];
+
+    if (v->type != CC_VAL_STRING && v->type != CC_VAL_LONG) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                               "A parameter is missing, of the wrong type, "
+                               "or out of range.", &fl[CC_FIELD_MODEL].param);
+        return NULL;
+    }
+
+    /* too long to be a model's name: no pattern is tried on it */
+    if (v->type == CC_VAL_STRING) {
+        ctx->model.data = ngx_pnalloc(r->pool, v->len);
+        if (ctx->model.data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(ctx->model.data, v->str, v->len);
+        ctx->model.len = v->len;
+    }
+
+    m = lcf->models->elts;
+    unmet = CC_FIELD_NONE;
+    matched = 0;
+
+    for (i = 0, k = 0; i < lcf->models->nelts; i++, k += n) {
+        w = m[i].when ? m[i].when->elts : NULL;
+        n = m[i].when ? m[i].when->nelts : 0;
+
+        if (v->type != CC_VAL_STRING
+            || ngx_http_cost_cap_match(r, &m[i], &ctx->model) != NGX_OK)
+        {
+            continue;
+        }
+
+        matched = 1;
+
+        for (f = 0; f < n; f++) {
+            idx = lcf->when_fields[k + f];
+
+            if (!cc_when_holds(w[f].values, w[f].nvalues, &vals[idx])) {
+                unmet = idx;
+                break;
+            }
+        }
+
+        if (f < n) {
+            continue;
+        }
+
+        /* a value not of its form ("auto") that the rule lists itself */
+        *named = 0;
+
+        for (f = 0; f < n; f++) {
+            idx = lcf->when_fields[k + f];
+
+            if (idx < CC_FIELD_MAX
+                && cc_when_names(w[f].values, w[f].nvalues, &vals[idx]))
+            {
+                *named |= 1u << idx;
+            }
+        }
+
+        return &m[i];
+    }
+
+    if (!matched) {
+        ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "unknown_model",
+                               "No pricing rule matches the model.",
+                               &fl[CC_FIELD_MODEL].param);
+        return NULL;
+    }
+
+    ngx_http_cost_cap_fail(ctx, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                           "The model is not priced for this value of the "
+                           "parameter.", &fl[unmet].param);
+    return NULL;
+}
+
+
+/* NGX_OK when the rule's pattern matches the model */
+
+static ngx_int_t
+ngx_http_cost_cap_match(ngx_http_request_t *r, ngx_http_cost_cap_model_t *m,
+    ngx_str_t *model)
+{
+    ngx_int_t  rc;
+
+    if (m->regex == NULL) {
+        if (m->pattern.len == model->len
+            && ngx_strncmp(m->pattern.data, model->data, model->len) == 0)
+        {
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_regex_exec(m->regex, model, NULL, 0);
+
+    if (rc >= 0) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_REGEX_NO_MATCHED) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      ngx_regex_exec_n " failed: %i on \"%V\" using \"%V\"",
+                      rc, model, &m->pattern);
+    }
+
     return NGX_DECLINED;
 }
 

@@ -21,10 +21,21 @@ static char *ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_model_param(ngx_conf_t *cf,
     ngx_http_cost_cap_model_t *m, ngx_str_t *param);
+static char *ngx_http_cost_cap_model_when(ngx_conf_t *cf,
+    ngx_http_cost_cap_model_t *m, ngx_str_t *val);
+static ngx_uint_t ngx_http_cost_cap_name_valid(ngx_str_t *name);
 static char *ngx_http_cost_cap_gpu_price(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_field(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_http_cost_cap_field_t *ngx_http_cost_cap_field_find(
+    ngx_array_t *fields, ngx_str_t *name);
+static char *ngx_http_cost_cap_merge_fields(ngx_conf_t *cf,
+    ngx_http_cost_cap_loc_conf_t *conf, ngx_http_cost_cap_loc_conf_t *prev);
+static ngx_int_t ngx_http_cost_cap_add_named(ngx_array_t *all,
+    ngx_array_t *fields);
+static char *ngx_http_cost_cap_merge_when(ngx_conf_t *cf,
+    ngx_http_cost_cap_loc_conf_t *conf);
 static char *ngx_http_cost_cap_refund_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_cost_cap_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -531,7 +542,10 @@ ngx_http_cost_cap_create_loc_conf(ngx_conf_t *cf)
      *     conf->tenant = NULL;
      *     conf->limits = NULL;
      *     conf->models = NULL;
-     *     conf->fields[] = { 0, NULL };
+     *     conf->fields = NULL;
+     *     conf->paths = NULL;
+     *     conf->when_fields = NULL;
+     *     conf->fields_merged = 0;
      *     conf->refund_status = NULL;
      *     conf->actual = NULL;
      */
@@ -557,7 +571,6 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_cost_cap_loc_conf_t *conf = child;
 
     ngx_uint_t                      i, *s;
-    const char                     *path;
     ngx_http_cost_cap_main_conf_t  *cmcf;
 
     static ngx_uint_t  refund[] = { 500, 502, 503, 504 };
@@ -581,17 +594,8 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                           ? NGX_HTTP_COST_CAP_DEFAULT_PRICE : prev->gpu_price;
     }
 
-    for (i = 0; i < CC_FIELD_MAX; i++) {
-        if (conf->fields[i].data == NULL) {
-            if (prev->fields[i].data) {
-                conf->fields[i] = prev->fields[i];
-
-            } else {
-                path = cc_field_default_path(i);
-                conf->fields[i].data = (u_char *) path;
-                conf->fields[i].len = ngx_strlen(path);
-            }
-        }
+    if (ngx_http_cost_cap_merge_fields(cf, conf, prev) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
@@ -668,6 +672,10 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"cost_cap on\" requires at least one "
                            "\"cost_cap_model\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_cost_cap_merge_when(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -799,7 +807,7 @@ ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char                       *rv;
     u_char                      errstr[NGX_MAX_CONF_ERRSTR];
     ngx_str_t                  *value;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, priced;
     ngx_regex_compile_t         rc;
     ngx_http_cost_cap_model_t  *m;
 
@@ -854,7 +862,13 @@ ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         m->regex = rc.regex;
     }
 
+    priced = 0;
+
     for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "usd_per_", 8) == 0) {
+            priced = 1;
+        }
+
         rv = ngx_http_cost_cap_model_param(cf, m, &value[i]);
         if (rv != NGX_CONF_OK) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -864,10 +878,12 @@ ngx_http_cost_cap_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    if (m->rule.per_mpx_frame == 0) {
+    if (m->rule.per_mpx_frame == 0 && !priced) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"cost_cap_model\" \"%V\" requires a positive "
-                           "\"per_mpx_frame=\"", &value[1]);
+                           "\"cost_cap_model\" \"%V\" requires "
+                           "\"per_mpx_frame=\" or a list price "
+                           "(\"usd_per_output=\", \"usd_per_second=\", "
+                           "\"usd_per_mpx=\")", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -897,6 +913,10 @@ ngx_http_cost_cap_model_param(ngx_conf_t *cf, ngx_http_cost_cap_model_t *m,
 
     rule = &m->rule;
 
+    if (name.len == 4 && ngx_strncmp(name.data, "when", 4) == 0) {
+        return ngx_http_cost_cap_model_when(cf, m, &val);
+    }
+
     if (name.len == 12 && ngx_strncmp(name.data, "default_size", 12) == 0) {
         if (cc_size_parse((char *) val.data, val.len, &rule->default_width,
                           &rule->default_height)
@@ -921,6 +941,9 @@ ngx_http_cost_cap_model_param(ngx_conf_t *cf, ngx_http_cost_cap_model_t *m,
 
     ngx_http_cost_cap_param("per_mpx_frame", per_mpx_frame, 0, 1);
     ngx_http_cost_cap_param("base", base, 0, 0);
+    ngx_http_cost_cap_param("usd_per_output", usd_per_output, 0, 0);
+    ngx_http_cost_cap_param("usd_per_second", usd_per_second, 0, 0);
+    ngx_http_cost_cap_param("usd_per_mpx", usd_per_mpx, 0, 0);
     ngx_http_cost_cap_param("fps", fps, 0, 1);
     ngx_http_cost_cap_param("ref_steps", ref_steps, 0, 1);
     ngx_http_cost_cap_param("default_seconds", default_seconds, 0, 1);
@@ -945,6 +968,105 @@ found:
     *p = whole ? v / CC_MICRO : v;
 
     return NGX_CONF_OK;
+}
+
+
+/* when=FIELD:V1|V2|...: FIELD is resolved where the rule is used */
+
+static char *
+ngx_http_cost_cap_model_when(ngx_conf_t *cf, ngx_http_cost_cap_model_t *m,
+    ngx_str_t *val)
+{
+    u_char                    *p, *last, *colon, *bar;
+    ngx_uint_t                 n;
+    cc_str_t                  *v;
+    ngx_http_cost_cap_when_t  *w;
+
+    last = val->data + val->len;
+    colon = ngx_strlchr(val->data, last, ':');
+
+    if (colon == NULL) {
+        return "invalid condition";
+    }
+
+    if (m->when == NULL) {
+        m->when = ngx_array_create(cf->pool, 2,
+                                   sizeof(ngx_http_cost_cap_when_t));
+        if (m->when == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    w = ngx_array_push(m->when);
+    if (w == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    w->field.data = val->data;
+    w->field.len = colon - val->data;
+
+    if (!ngx_http_cost_cap_name_valid(&w->field)) {
+        return "invalid field in condition";
+    }
+
+    n = 1;
+
+    for (p = colon + 1; p < last; p++) {
+        n += (*p == '|');
+    }
+
+    w->values = ngx_palloc(cf->pool, n * sizeof(cc_str_t));
+    if (w->values == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    w->nvalues = n;
+    v = w->values;
+
+    for (p = colon + 1; /* void */ ; p = bar + 1) {
+        bar = ngx_strlchr(p, last, '|');
+
+        v->data = (char *) p;
+        v->len = (bar ? bar : last) - p;
+
+        if (v->len == 0) {
+            return "empty value in condition";
+        }
+
+        v++;
+
+        if (bar == NULL) {
+            break;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a field's name: 1-64 of [A-Za-z0-9_-] */
+
+static ngx_uint_t
+ngx_http_cost_cap_name_valid(ngx_str_t *name)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (name->len == 0 || name->len > 64) {
+        return 0;
+    }
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -980,40 +1102,295 @@ ngx_http_cost_cap_field(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_cost_cap_loc_conf_t *lcf = conf;
 
-    int         f;
-    ngx_str_t  *value, *path;
+    ngx_str_t                         *value;
+    ngx_http_cost_cap_field_t         *fl;
+    ngx_http_compile_complex_value_t   ccv;
 
     value = cf->args->elts;
 
-    f = cc_field_parse((char *) value[1].data, value[1].len);
-    if (f < 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown field \"%V\" of \"cost_cap_field\", use "
-                           "model, size, width, height, seconds, frames, n "
-                           "or steps", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    path = &value[2];
-
-    if (path->len == 0
-        || path->data[0] == '.'
-        || path->data[path->len - 1] == '.'
-        || ngx_strnstr(path->data, "..", path->len))
+    if (cc_field_parse((char *) value[1].data, value[1].len) < 0
+        && !ngx_http_cost_cap_name_valid(&value[1]))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid path \"%V\" of \"cost_cap_field\"", path);
+                           "invalid field name \"%V\" of \"cost_cap_field\", "
+                           "use 1-64 of A-Z a-z 0-9 _ -", &value[1]);
         return NGX_CONF_ERROR;
     }
 
-    if (lcf->fields[f].data) {
+    if (lcf->fields == NULL) {
+        lcf->fields = ngx_array_create(cf->pool, 4,
+                                       sizeof(ngx_http_cost_cap_field_t));
+        if (lcf->fields == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_http_cost_cap_field_find(lcf->fields, &value[1])) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"cost_cap_field\" \"%V\" is duplicate",
                            &value[1]);
         return NGX_CONF_ERROR;
     }
 
-    lcf->fields[f] = *path;
+    fl = ngx_array_push(lcf->fields);
+    if (fl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(fl, sizeof(ngx_http_cost_cap_field_t));
+    fl->name = value[1];
+    fl->param = value[1];
+
+    if (value[2].len == 3 && ngx_strncmp(value[2].data, "off", 3) == 0) {
+        if (cc_field_parse((char *) value[1].data, value[1].len)
+            == CC_FIELD_MODEL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"cost_cap_field\" \"model\" cannot be "
+                               "\"off\": every request names a model");
+            return NGX_CONF_ERROR;
+        }
+
+        fl->off = 1;
+        return NGX_CONF_OK;
+    }
+
+    /* a value with variables stands in for the body: a URI capture, a map */
+    if (ngx_http_script_variables_count(&value[2])) {
+        fl->value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (fl->value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = fl->value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (!cc_json_path_valid((char *) value[2].data, value[2].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid path \"%V\" of \"cost_cap_field\" "
+                           "\"%V\"", &value[2], &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    fl->path = value[2];
+    fl->param = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_cost_cap_field_t *
+ngx_http_cost_cap_field_find(ngx_array_t *fields, ngx_str_t *name)
+{
+    ngx_uint_t                  i;
+    ngx_http_cost_cap_field_t  *fl;
+
+    if (fields == NULL) {
+        return NULL;
+    }
+
+    fl = fields->elts;
+
+    for (i = 0; i < fields->nelts; i++) {
+        if (fl[i].name.len == name->len
+            && ngx_strncmp(fl[i].name.data, name->data, name->len) == 0)
+        {
+            return &fl[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The fields read at this level: per name, this level's cost_cap_field,
+ * else the enclosing level's, else (built-ins) the default path.  The
+ * top level has no enclosing one: prev is NULL for it.
+ */
+
+static char *
+ngx_http_cost_cap_merge_fields(ngx_conf_t *cf,
+    ngx_http_cost_cap_loc_conf_t *conf, ngx_http_cost_cap_loc_conf_t *prev)
+{
+    ngx_str_t                   name;
+    ngx_uint_t                  i, n;
+    ngx_array_t                *all, *up;
+    const char                 *path;
+    ngx_http_cost_cap_field_t  *fl, *f;
+
+    if (conf->fields_merged) {
+        return NGX_CONF_OK;
+    }
+
+    up = NULL;
+
+    if (prev) {
+        if (ngx_http_cost_cap_merge_fields(cf, prev, NULL) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        up = prev->fields;
+    }
+
+    n = CC_FIELD_MAX + (conf->fields ? conf->fields->nelts : 0)
+        + (up ? up->nelts : 0);
+
+    all = ngx_array_create(cf->pool, n, sizeof(ngx_http_cost_cap_field_t));
+    if (all == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < CC_FIELD_MAX; i++) {
+        name.data = (u_char *) cc_field_name(i);
+        name.len = ngx_strlen(name.data);
+
+        fl = ngx_array_push(all);
+        if (fl == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        f = ngx_http_cost_cap_field_find(conf->fields, &name);
+
+        if (f == NULL) {
+            f = ngx_http_cost_cap_field_find(up, &name);
+        }
+
+        if (f) {
+            *fl = *f;
+            continue;
+        }
+
+        ngx_memzero(fl, sizeof(ngx_http_cost_cap_field_t));
+        path = cc_field_default_path(i);
+        fl->name = name;
+        fl->path.data = (u_char *) path;
+        fl->path.len = ngx_strlen(path);
+        fl->param = fl->path;
+    }
+
+    /* named fields: this level's, then those inherited */
+    if (ngx_http_cost_cap_add_named(all, conf->fields) != NGX_OK
+        || ngx_http_cost_cap_add_named(all, up) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (all->nelts > CC_JSON_PATHS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"cost_cap_field\" names: at most %d "
+                           "with the built-in ones",
+                           CC_JSON_PATHS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->paths = ngx_palloc(cf->pool, all->nelts * sizeof(cc_path_t));
+    if (conf->paths == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    fl = all->elts;
+
+    for (i = 0; i < all->nelts; i++) {
+        conf->paths[i].data = (char *) fl[i].path.data;
+        conf->paths[i].len = fl[i].off ? 0 : fl[i].path.len;
+    }
+
+    conf->fields = all;
+    conf->fields_merged = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cost_cap_add_named(ngx_array_t *all, ngx_array_t *fields)
+{
+    ngx_uint_t                  i;
+    ngx_http_cost_cap_field_t  *f, *fl;
+
+    if (fields == NULL) {
+        return NGX_OK;
+    }
+
+    f = fields->elts;
+
+    for (i = 0; i < fields->nelts; i++) {
+        if (cc_field_parse((char *) f[i].name.data, f[i].name.len) >= 0
+            || ngx_http_cost_cap_field_find(all, &f[i].name))
+        {
+            continue;
+        }
+
+        fl = ngx_array_push(all);
+        if (fl == NULL) {
+            return NGX_ERROR;
+        }
+
+        *fl = f[i];
+    }
+
+    return NGX_OK;
+}
+
+
+/* the field of every when= of the models used here */
+
+static char *
+ngx_http_cost_cap_merge_when(ngx_conf_t *cf,
+    ngx_http_cost_cap_loc_conf_t *conf)
+{
+    ngx_uint_t                  i, k, n;
+    ngx_http_cost_cap_when_t   *w;
+    ngx_http_cost_cap_field_t  *fl;
+    ngx_http_cost_cap_model_t  *m;
+
+    m = conf->models->elts;
+    n = 0;
+
+    for (i = 0; i < conf->models->nelts; i++) {
+        n += m[i].when ? m[i].when->nelts : 0;
+    }
+
+    conf->when_fields = ngx_palloc(cf->pool, (n + 1) * sizeof(ngx_uint_t));
+    if (conf->when_fields == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < conf->models->nelts; i++) {
+        if (m[i].when == NULL) {
+            continue;
+        }
+
+        w = m[i].when->elts;
+
+        for (k = 0; k < m[i].when->nelts; k++) {
+            fl = ngx_http_cost_cap_field_find(conf->fields, &w[k].field);
+
+            if (fl == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "unknown field \"%V\" in \"when=\" of "
+                                   "\"cost_cap_model\" \"%V\": declare it "
+                                   "with \"cost_cap_field\"",
+                                   &w[k].field, &m[i].pattern);
+                return NGX_CONF_ERROR;
+            }
+
+            conf->when_fields[n++] = fl - (ngx_http_cost_cap_field_t *)
+                                          conf->fields->elts;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -1212,8 +1589,6 @@ ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
     if (ngx_process == NGX_PROCESS_HELPER) {
         return NGX_OK;
     }
-
-    ngx_http_cost_cap_json_init();
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_cost_cap_module);

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cc_window.h"
+#include "cc_val.h"
 #include "cc_price.h"
 #include "cc_json.h"
 #include "cc_multipart.h"
@@ -71,12 +72,33 @@ typedef struct {
 } ngx_http_cost_cap_limit_t;
 
 
+/* when=FIELD:V1|V2 of a cost_cap_model */
+typedef struct {
+    ngx_str_t                   field;
+    cc_str_t                   *values;         /* "-": absent */
+    ngx_uint_t                  nvalues;
+} ngx_http_cost_cap_when_t;
+
+
 typedef struct {
     ngx_str_t                   pattern;
     ngx_regex_t                *regex;          /* NULL: exact match */
     ngx_uint_t                  metric;         /* its metrics slot */
+    ngx_array_t                *when;           /* ngx_http_cost_cap_when_t */
     cc_rule_t                   rule;
 } ngx_http_cost_cap_model_t;
+
+
+/* cost_cap_field: where a field's value comes from */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   path;           /* in the body; empty: not
+                                                   read from the body */
+    ngx_http_complex_value_t   *value;          /* or per request */
+    ngx_str_t                   param;          /* an error's: the path, or
+                                                   the name */
+    unsigned                    off:1;
+} ngx_http_cost_cap_field_t;
 
 
 #define NGX_HTTP_COST_CAP_RESULTS   8
@@ -162,7 +184,18 @@ typedef struct {
     ngx_array_t                *limits;         /* ngx_http_cost_cap_limit_t */
     ngx_array_t                *models;         /* ngx_http_cost_cap_model_t */
     int64_t                     gpu_price;      /* micro-USD / GPU-hour */
-    ngx_str_t                   fields[CC_FIELD_MAX];
+
+    /*
+     * ngx_http_cost_cap_field_t: those set at this level; once merged,
+     * every field read here: the built-ins in cc_field_e order, then the
+     * named ones; paths[] their body paths, when_fields[] the field of
+     * each when= of the models, in order
+     */
+    ngx_array_t                *fields;
+    cc_path_t                  *paths;
+    ngx_uint_t                 *when_fields;
+    ngx_flag_t                  fields_merged;
+
     size_t                      max_body;
     ngx_uint_t                  on_error;
     ngx_flag_t                  dry_run;
@@ -267,7 +300,6 @@ typedef struct {
     unsigned                    acted:1;
     unsigned                    settled:1;
     unsigned                    multipart:1;
-    unsigned                    body_copied:1;  /* with room for a NUL */
     unsigned                    windows:1;      /* answered with them: a
                                                    quote or a status */
 } ngx_http_cost_cap_ctx_t;
@@ -284,7 +316,6 @@ void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t status,
 /* settle */
 ngx_int_t ngx_http_cost_cap_log_handler(ngx_http_request_t *r);
 ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_get_ctx(ngx_http_request_t *r);
-void ngx_http_cost_cap_json_init(void);
 void ngx_http_cost_cap_reserved(ngx_http_cost_cap_ctx_t *ctx, ngx_int_t rc);
 
 /* budgets: the windows of a request, quotes and status (budget.c) */

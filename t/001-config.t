@@ -268,12 +268,12 @@ cost_cap_redis 127.0.0.1:6379;
 "cost_cap_redis" directive is not allowed here
 
 
-=== TEST 27: cost_cap_field unknown name
+=== TEST 27: cost_cap_field invalid name
 --- config
-location / { cost_cap_field colour input.colour; }
+location / { cost_cap_field col:our input.colour; }
 --- nginx_t_fail
 cost_cap_field
-"colour"
+"col:our"
 
 
 === TEST 28: cost_cap_max_body bad size

@@ -668,12 +668,36 @@ err('unknown_model', 'model')
 { code => 400, body => '{"model":"sora"}', json => err('unknown_model', 'model') },
 
 
-=== TEST 65: the first of duplicate keys wins (bad first: rejected)
---- request_body
-{"model":"sora-2","seconds":"x","seconds":4}
---- error_code: 400
---- response_json
-err('invalid_parameter', 'seconds')
+=== TEST 65: a duplicate key is refused, naming it (bad first or not)
+--- requests
+{ code => 400, body => '{"model":"sora-2","seconds":"x","seconds":4}', json => err('invalid_parameter', 'seconds') },
+{ code => 400, body => '{"model":"sora-2","seconds":4,"seconds":4}', json => err('invalid_parameter', 'seconds') },
+{ code => 400, body => '{"model":"sora-2","model":"sora-2"}', json => err('invalid_parameter', 'model') },
+
+
+=== TEST 65b: a key in another case is refused, naming the field
+--- requests
+{ code => 400, body => '{"model":"sora-2","Seconds":12}', json => err('invalid_parameter', 'seconds') },
+{ code => 400, body => '{"MODEL":"sora-2"}', json => err('invalid_parameter', 'model') },
+{ code => 400, body => '{"model":"sora-2","N":4}', json => err('invalid_parameter', 'n') },
+
+
+=== TEST 65c: configured paths: duplicates at every level of the path
+--- request
+POST /v2/videos
+--- requests
+{ code => 400, body => '{"input":{"model":"sora-2","width":1,"width":2,"height":1}}', json => err('invalid_parameter', 'input.width') },
+{ code => 400, body => '{"input":{"model":"sora-2"},"input":{"model":"sora-2"}}', json => err('invalid_parameter', 'input.model') },
+{ code => 400, body => '{"Input":{"model":"sora-2"}}', json => err('invalid_parameter', 'input.model') },
+
+
+=== TEST 65d: multipart: a repeated field is refused, naming it
+--- more_headers
+X-Tenant: acme
+Content-Type: multipart/form-data; boundary=xyz
+--- requests
+{ code => 400, body => multipart('xyz', model => 'sora-2', seconds => '8', seconds => '4'), json => err('invalid_parameter', 'seconds') },
+{ code => 400, body => multipart('xyz', model => 'sora-2', Model => 'sora-2'), json => err('invalid_parameter', 'model') },
 
 
 === TEST 66: access is checked before cost_cap (pre-content phase): 403, no key

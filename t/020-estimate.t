@@ -339,23 +339,27 @@ multipart('quoted:boundary', model => 'sora-2', size => '1920x1080', seconds => 
 X-Cost-Cap-Estimate: 0.348365
 
 
-=== TEST 20: multipart: the first of duplicate fields wins
-# seconds 8 (not 4): 1280x720, 192 frames: 0.1548288 -> 154829
+=== TEST 20: multipart: a field given twice is refused, nothing charged
 --- more_headers
 X-Tenant: acme
 Content-Type: multipart/form-data; boundary=xyz
 --- request_body_eval
 multipart('xyz', model => 'sora-2', seconds => '8', seconds => '4')
---- response_headers
-X-Cost-Cap-Estimate: 0.154829
+--- error_code: 400
+--- response_json
+err('invalid_parameter', 'seconds')
+--- redis_keys: 0
+--- backend_hits: 0
 
 
-=== TEST 21: JSON: the first of duplicate keys wins
-# seconds 8: 154829
+=== TEST 21: JSON: a key given twice is refused, nothing charged
 --- request_body
 {"model":"sora-2","seconds":8,"seconds":4}
---- response_headers
-X-Cost-Cap-Estimate: 0.154829
+--- error_code: 400
+--- response_json
+err('invalid_parameter', 'seconds')
+--- redis_keys: 0
+--- backend_hits: 0
 
 
 === TEST 22: configured nested paths (input.width ...), JSON

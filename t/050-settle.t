@@ -504,6 +504,12 @@ sub wait_reloaded {
     my $day = day_key();
     redis()->cmd('SET', $day, 1000000);
 
+    # the worker's connection is up, its handshake done (a priced request
+    # of another tenant answered), before Redis stalls
+    is($n->request(@REQ, uri => '/slow/videos',
+                   headers => "X-Tenant: warm\nContent-Type: application/json")
+       ->{status}, 200, "$name: connection up");
+
     # the request times out (503, in the refund list) while Redis is
     # stalled; its reservation is applied when Redis resumes, then given
     # back by the late reply only

@@ -212,6 +212,7 @@ my $LAST_SCRAPE;
         'cost_cap_requests_total{result="error"}' => 0,
         'cost_cap_requests_total{result="error_open"}' => 0,
         'cost_cap_requests_total{result="dry_run_rejected"}' => 1,
+        'cost_cap_requests_total{result="quote"}' => 0,
         'cost_cap_admitted_usd_total{model="sora-2"}' => usd(5 * 77415),
         'cost_cap_admitted_usd_total{model="~^flux"}' => usd(3 * 1710),
         'cost_cap_admitted_usd_total{model="unused"}' => 0,
@@ -251,6 +252,10 @@ my $LAST_SCRAPE;
         'cost_cap_redis_reconnects_total' => 0,
         'cost_cap_settlement_retries_total' => 0,
         'cost_cap_settlement_drops_total' => 0,
+        'cost_cap_give_backs_total' => 0,
+        'cost_cap_redis_retries_total' => 0,
+        'cost_cap_redis_redirects_total' => 0,
+        'cost_cap_redis_stalls_total' => 0,
     );
     # flux: 1.7582912 GPU-s per request, at micro precision
     my $f1 = $m->{'cost_cap_calibration_estimated_gpu_seconds_total{model="~^flux"}'} // '';

@@ -50,6 +50,18 @@ text(const char *s, size_t len)
         abort();
     }
 
+    /* a JSON number's millionths: exact, so its negation is symmetric */
+    if (cc_number_parse(s, len, &v) == 0 && len && s[0] != '-' && len < 64) {
+        char  neg[64];
+
+        neg[0] = '-';
+        memcpy(neg + 1, s, len);
+
+        if (cc_number_parse(neg, len + 1, &back) != 0 || back != -v) {
+            abort();
+        }
+    }
+
     (void) cc_tenant_valid(s, len);
 }
 
@@ -83,6 +95,9 @@ numbers(const uint8_t *p, size_t n)
     memset(&d, 0, sizeof(d));
     r.per_mpx_frame = take(&p, &n);
     r.base = take(&p, &n);
+    r.usd_per_output = take(&p, &n) & 0xffffffffff;
+    r.usd_per_second = take(&p, &n) & 0xffffffffff;
+    r.usd_per_mpx = take(&p, &n) & 0xffffffffff;
     r.fps = take(&p, &n) & 0xffffffffff;
     r.ref_steps = take(&p, &n);
     r.default_seconds = take(&p, &n);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cc_multipart.h"
+#include "cc_price.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -15,14 +16,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int            f;
+    int            f, rc;
     char          *ct, *body;
-    size_t         clen, blen, len;
+    size_t         clen, blen, len, bad;
     const char    *b, *nl;
     cc_val_t       vals[CC_FIELD_MAX];
     cc_path_t      names[CC_FIELD_MAX];
     cc_dims_t      dims;
-    cc_field_e     bad;
+    cc_field_e     fbad;
 
     nl = memchr(data, '\n', size);
 
@@ -50,17 +51,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        if (cc_multipart_extract(body, len, b, blen, names, vals) == 0) {
+        rc = cc_multipart_extract(body, len, b, blen, names, CC_FIELD_MAX,
+                                  vals, &bad);
+
+        if (rc == CC_MULTIPART_DUPLICATE && bad >= CC_FIELD_MAX) {
+            abort();
+        }
+
+        if (rc == CC_MULTIPART_OK) {
             for (f = 0; f < CC_FIELD_MAX; f++) {
-                if (vals[f].type == CC_VAL_STRING
+                if ((vals[f].type == CC_VAL_STRING
+                     || vals[f].type == CC_VAL_LONG)
                     && (vals[f].str < body
-                        || vals[f].str + vals[f].len > body + len))
+                        || vals[f].str + vals[f].len > body + len
+                        || (vals[f].type == CC_VAL_STRING)
+                           != (vals[f].len <= CC_VAL_MAX_LEN)))
                 {
                     abort();
                 }
             }
 
-            (void) cc_dims_from_vals(vals, &dims, &bad);
+            (void) cc_dims_from_vals(vals, 0, &dims, &fbad);
         }
     }
 

@@ -4,7 +4,7 @@
 #      committed is not tested) placed under a directory named like
 #      mktemp's tmp.S4xB8G, the path NGINX's auto/make mangles;
 #   2. the package's control fields and contents (the nginx ABI it was
-#      built against, hiredis and cJSON; the .so, the modules-available
+#      built against, hiredis; the .so, the modules-available
 #      snippet, every preset, example, dashboard and rules file);
 #      lintian's errors and warnings, when lintian is installed;
 #   3. `apt-get install ./*.deb`: the modules-enabled symlink;
@@ -126,7 +126,7 @@ ok(length $abi, "nginx-dev's ABI: $abi");
 is($f{Package}, $PKG, 'Package');
 like($f{Depends}, qr/(^|, )\Q$abi\E(,|$)/, "Depends on $abi");
 like($f{Depends}, qr/(^|, )libhiredis0\.14 /, 'Depends on libhiredis0.14');
-like($f{Depends}, qr/(^|, )libcjson1 /, 'Depends on libcjson1');
+unlike($f{Depends}, qr/libcjson/, 'no cJSON: the module parses JSON itself');
 
 my @contents = map { (split ' ', $_, 6)[5] } split /\n/, qx{dpkg-deb -c '$deb'};
 s{^\./}{/} for @contents;
@@ -173,8 +173,12 @@ is(CostCap::Test::_slurp($AVAILABLE),
 # -------------------------------------------------------------------------
 # 4. the system's nginx binary with the packaged snippet
 
-my @presets = sort glob "$SHARE/presets/*.conf";
+# NAME.http.conf is the http{} part of the preset NAME.conf (a map)
+my @presets = sort grep { !/\.http\.conf$/ } glob "$SHARE/presets/*.conf";
+my @http_parts = sort glob "$SHARE/presets/*.http.conf";
 ok(@presets, 'presets installed: ' . join(' ', map { s{.*/}{}r } @presets));
+ok(@http_parts, 'their http{} parts: '
+                . join(' ', map { s{.*/}{}r } @http_parts));
 
 my $i = 0;
 my $preset_locations = join '', map { ++$i; <<"END" } @presets;
@@ -188,7 +192,8 @@ END
 
 my %conf = (
     main_config => "include /etc/nginx/modules-enabled/*.conf;\n",
-    http_config => 'cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;',
+    http_config => 'cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;' . "\n"
+                   . join('', map { "include $_;\n" } @http_parts),
     config => <<"END",
 cost_cap_tenant \$http_x_tenant;
 location = /metrics {
