@@ -118,6 +118,7 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     }
 
     memset(out, 0, offsetof(cc_reserve_reply_t, win));
+    out->nalerts = 0;
 
     out->status = (int) reply->element[0]->integer;
     out->now = reply->element[1]->integer;
