@@ -120,6 +120,12 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     memset(out, 0, offsetof(cc_reserve_reply_t, win));
     out->nalerts = 0;
 
+    /* the short answers say nothing of the windows: none is enforced */
+    for (i = 0; i < nwin; i++) {
+        out->win[i].spent = 0;
+        out->win[i].cap = -1;
+    }
+
     out->status = (int) reply->element[0]->integer;
     out->now = reply->element[1]->integer;
     out->usec = reply->element[2]->integer;
