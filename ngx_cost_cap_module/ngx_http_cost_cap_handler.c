@@ -928,6 +928,16 @@ static ngx_int_t
 ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf)
 {
+    /* a window this worker saw crossed: 429 without a round trip */
+    if (lcf->reject_cache && !lcf->dry_run && !ctx->windows
+        && ngx_http_cost_cap_reject_cached(ctx))
+    {
+        ctx->rsv.mode = 'r';
+        ctx->cached = 1;
+        ngx_http_cost_cap_decide(ctx, lcf);
+        return NGX_OK;
+    }
+
     if (ngx_http_cost_cap_reserve(ctx, lcf) != NGX_OK) {
         ngx_http_cost_cap_unavailable(r, ctx);
         return NGX_OK;
@@ -1004,6 +1014,12 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
         if (rsv->mode != 'd') {
             ctx->result = NGX_HTTP_COST_CAP_REJECTED;
             ctx->status = NGX_HTTP_TOO_MANY_REQUESTS;
+
+            /* what Redis answered, not what the cache did */
+            if (lcf->reject_cache && !ctx->cached) {
+                ngx_http_cost_cap_reject_remember(ctx, lcf->reject_cache);
+            }
+
             return;
         }
 

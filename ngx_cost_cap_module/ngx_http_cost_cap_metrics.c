@@ -332,10 +332,14 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
         "# HELP cost_cap_redis_stalls_total Connections closed because "
         "their replies stopped coming.\n"
         "# TYPE cost_cap_redis_stalls_total counter\n"
-        "cost_cap_redis_stalls_total %uA\n",
+        "cost_cap_redis_stalls_total %uA\n"
+        "# HELP cost_cap_reject_cache_hits_total Requests answered 429 from "
+        "the reject cache, without a round trip.\n"
+        "# TYPE cost_cap_reject_cache_hits_total counter\n"
+        "cost_cap_reject_cache_hits_total %uA\n",
         mt->redis_errors, mt->reconnects, mt->settle_retries,
         mt->settle_drops, mt->give_backs, mt->redis_retries,
-        mt->redis_redirects, mt->stalls);
+        mt->redis_redirects, mt->stalls, mt->cache_hits);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = p - body;

@@ -44,6 +44,8 @@ static char *ngx_http_cost_cap_on_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_alert(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_cost_cap_reject_cache(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_cost_cap_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cost_cap_init_process(ngx_cycle_t *cycle);
 static void ngx_http_cost_cap_exit_process(ngx_cycle_t *cycle);
@@ -242,6 +244,13 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_cost_cap_loc_conf_t, status_on),
+      NULL },
+
+    { ngx_string("cost_cap_reject_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_cost_cap_reject_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("cost_cap_metrics"),
@@ -559,6 +568,7 @@ ngx_http_cost_cap_create_loc_conf(ngx_conf_t *cf)
     conf->caps_from_redis = NGX_CONF_UNSET;
     conf->quote = NGX_CONF_UNSET;
     conf->status_on = NGX_CONF_UNSET;
+    conf->reject_cache = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -644,6 +654,7 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->caps_from_redis, prev->caps_from_redis, 0);
     ngx_conf_merge_value(conf->quote, prev->quote, 0);
     ngx_conf_merge_value(conf->status_on, prev->status_on, 0);
+    ngx_conf_merge_msec_value(conf->reject_cache, prev->reject_cache, 0);
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
 
@@ -1515,6 +1526,41 @@ ngx_http_cost_cap_alert(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->alerts->len = p - lcf->alerts->data;
+
+    return NGX_CONF_OK;
+}
+
+
+/* cost_cap_reject_cache TIME | off */
+
+static char *
+ngx_http_cost_cap_reject_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cost_cap_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->reject_cache != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->reject_cache = 0;
+        return NGX_CONF_OK;
+    }
+
+    lcf->reject_cache = ngx_parse_time(&value[1], 0);
+
+    if (lcf->reject_cache == (ngx_msec_t) NGX_ERROR
+        || lcf->reject_cache == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\" of \"cost_cap_reject_cache\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -133,6 +133,7 @@ typedef struct {
     ngx_atomic_t                redis_redirects;
     ngx_atomic_t                stalls;
     ngx_atomic_t                give_backs;
+    ngx_atomic_t                cache_hits;
     ngx_atomic_t                policy;         /* eviction policy seen */
     ngx_uint_t                  nmodels;
     ngx_http_cost_cap_model_metrics_t  models[NGX_HTTP_COST_CAP_MODELS];
@@ -210,6 +211,9 @@ typedef struct {
     ngx_str_t                  *alerts;         /* "50 80 100" */
     ngx_flag_t                  quote;
     ngx_flag_t                  status_on;
+
+    /* SPEC 13 */
+    ngx_msec_t                  reject_cache;   /* 0: off */
 } ngx_http_cost_cap_loc_conf_t;
 
 
@@ -302,6 +306,8 @@ typedef struct {
     unsigned                    multipart:1;
     unsigned                    windows:1;      /* answered with them: a
                                                    quote or a status */
+    unsigned                    cached:1;       /* refused by the reject
+                                                   cache */
 } ngx_http_cost_cap_ctx_t;
 
 
@@ -325,6 +331,12 @@ ngx_int_t ngx_http_cost_cap_parent(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 ngx_int_t ngx_http_cost_cap_send_windows(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
+
+/* the reject cache and leases (ngx_http_cost_cap_lease.c) */
+ngx_uint_t ngx_http_cost_cap_reject_cached(ngx_http_cost_cap_ctx_t *ctx);
+void ngx_http_cost_cap_reject_remember(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_msec_t ttl);
+void ngx_http_cost_cap_reject_exit(void);
 
 /* reservations (ngx_http_cost_cap_reserve.c) */
 ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,

@@ -32,6 +32,9 @@ static ngx_queue_t  ngx_http_cost_cap_free_ops;
 static ngx_uint_t   ngx_http_cost_cap_nfree;
 static ngx_uint_t   ngx_http_cost_cap_ops_ready;
 
+/* the last offset of a Redis clock learned, for what has no connection */
+static ngx_msec_int_t  ngx_http_cost_cap_clock;
+
 /* ids: this worker's random prefix and a counter */
 static uint64_t     ngx_http_cost_cap_id_prefix;
 static uint64_t     ngx_http_cost_cap_id_seq;
@@ -92,6 +95,7 @@ ngx_http_cost_cap_ops_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_cost_cap_router_exit();
+    ngx_http_cost_cap_reject_exit();
 
     ngx_http_cost_cap_ops_ready = 0;
 
@@ -381,6 +385,21 @@ ngx_http_cost_cap_ops_clock(ngx_http_cost_cap_conn_t *c, int64_t sec,
     local = (int64_t) tp->sec * 1000 + tp->msec - rtt / 2;
 
     c->clock = (ngx_msec_int_t) (sec * 1000 + usec / 1000 - local);
+    ngx_http_cost_cap_clock = c->clock;
+}
+
+
+/* now on the clock of c's server (or of the last one heard), in ms */
+
+int64_t
+ngx_http_cost_cap_redis_time(ngx_http_cost_cap_conn_t *c)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + tp->msec
+           + (c ? c->clock : ngx_http_cost_cap_clock);
 }
 
 

@@ -236,6 +236,7 @@ ngx_int_t ngx_http_cost_cap_ops_load_script(ngx_http_cost_cap_conn_t *c,
 void ngx_http_cost_cap_ops_clock(ngx_http_cost_cap_conn_t *c, int64_t sec,
     int64_t usec, uint64_t start);
 void ngx_http_cost_cap_op_id(u_char *id);
+int64_t ngx_http_cost_cap_redis_time(ngx_http_cost_cap_conn_t *c);
 
 extern ngx_http_cost_cap_script_t  ngx_http_cost_cap_scripts[];
 uint64_t ngx_http_cost_cap_now_us(void);

@@ -349,11 +349,9 @@ ngx_http_cost_cap_periods(ngx_http_cost_cap_rsv_t *rsv,
 {
     int64_t                   t;
     ngx_uint_t                i;
-    ngx_time_t               *tp;
     ngx_http_cost_cap_win_t  *w;
 
-    tp = ngx_timeofday();
-    t = ((int64_t) tp->sec * 1000 + tp->msec + (c ? c->clock : 0)) / 1000;
+    t = ngx_http_cost_cap_redis_time(c) / 1000;
 
     for (i = 0; i < rsv->nwin; i++) {
         w = &rsv->win[i];
