@@ -137,6 +137,17 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     case CC_RESERVE_REFUSED:
         break;
 
+    case CC_RESERVE_LEASED:
+        /* the lease granted closes the reply */
+        e = reply->element[reply->elements - 1];
+
+        if (reply->elements < 5 + 2 * nwin || e->integer <= 0) {
+            return -1;
+        }
+
+        out->lease = e->integer;
+        break;
+
     case CC_RESERVE_APPLIED:
     case CC_RESERVE_CONFLICT:
     case CC_RESERVE_BAD_CAP:
@@ -172,9 +183,10 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
         return -1;
     }
 
-    n = reply->elements - 4 - 2 * nwin;
+    n = reply->elements - 4 - 2 * nwin - (out->status == CC_RESERVE_LEASED);
 
-    if (reply->elements < 4 + 2 * nwin || n % 2
+    if (reply->elements < 4 + 2 * nwin
+        + (out->status == CC_RESERVE_LEASED) || n % 2
         || n / 2 > CC_RESERVE_ALERT_MAX
         || reply->element[3]->integer < 0
         || reply->element[3]->integer >= (1LL << CC_RESERVE_WIN_MAX))

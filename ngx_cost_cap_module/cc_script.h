@@ -23,6 +23,7 @@
 #define CC_RESERVE_CANCELLED     3
 #define CC_RESERVE_REPLAY        4      /* idempotency key, same price */
 #define CC_RESERVE_CONFLICT      5      /* idempotency key, other price */
+#define CC_RESERVE_LEASED        6      /* admitted, and a lease taken */
 #define CC_RESERVE_STALE        -1      /* periods not current */
 #define CC_RESERVE_BAD_CAP      -2      /* a caps hash holds garbage */
 #define CC_RESERVE_BAD_COUNTER  -3      /* a counter is not a number */
@@ -47,6 +48,7 @@ typedef struct {
     uint64_t        mask;           /* windows charged */
     int64_t         extra;          /* CONFLICT: the first estimate;
                                        BAD_*: the window, from 0 */
+    int64_t         lease;          /* LEASED: the amount leased */
     size_t          nwin;
     cc_window_reply_t  win[CC_RESERVE_WIN_MAX];
     size_t          nalerts;

@@ -938,6 +938,15 @@ ngx_http_cost_cap_start_reserve(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* admitted from a lease of this worker, or one may be asked for */
+    if (lcf->lease && !lcf->dry_run && !ctx->windows
+        && ngx_http_cost_cap_lease_admit(ctx, lcf))
+    {
+        ctx->rsv.mode = 'r';
+        ngx_http_cost_cap_decide(ctx, lcf);
+        return NGX_OK;
+    }
+
     if (ngx_http_cost_cap_reserve(ctx, lcf) != NGX_OK) {
         ngx_http_cost_cap_unavailable(r, ctx);
         return NGX_OK;
@@ -974,6 +983,8 @@ ngx_http_cost_cap_reserved(ngx_http_cost_cap_ctx_t *ctx, ngx_int_t rc)
         ngx_http_cost_cap_unavailable(r, ctx);
     }
 
+    ngx_http_cost_cap_lease_answer(ctx, lcf);
+
     /* resume in the request's own event: no request code runs here */
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -1003,6 +1014,7 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
     switch (rsv->status) {
 
     case CC_RESERVE_ADMITTED:
+    case CC_RESERVE_LEASED:
     case CC_RESERVE_APPLIED:
         ngx_http_cost_cap_bind(ctx, 1);
         ctx->result = NGX_HTTP_COST_CAP_ADMITTED;

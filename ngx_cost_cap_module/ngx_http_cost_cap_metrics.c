@@ -336,10 +336,22 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
         "# HELP cost_cap_reject_cache_hits_total Requests answered 429 from "
         "the reject cache, without a round trip.\n"
         "# TYPE cost_cap_reject_cache_hits_total counter\n"
-        "cost_cap_reject_cache_hits_total %uA\n",
+        "cost_cap_reject_cache_hits_total %uA\n"
+        "# HELP cost_cap_leases_total Leases taken (cost_cap_lease).\n"
+        "# TYPE cost_cap_leases_total counter\n"
+        "cost_cap_leases_total %uA\n"
+        "# HELP cost_cap_lease_admitted_total Requests admitted from a "
+        "lease, without a round trip.\n"
+        "# TYPE cost_cap_lease_admitted_total counter\n"
+        "cost_cap_lease_admitted_total %uA\n"
+        "# HELP cost_cap_lease_returns_total Leases ended, their unused "
+        "part given back.\n"
+        "# TYPE cost_cap_lease_returns_total counter\n"
+        "cost_cap_lease_returns_total %uA\n",
         mt->redis_errors, mt->reconnects, mt->settle_retries,
         mt->settle_drops, mt->give_backs, mt->redis_retries,
-        mt->redis_redirects, mt->stalls, mt->cache_hits);
+        mt->redis_redirects, mt->stalls, mt->cache_hits, mt->leases,
+        mt->leased, mt->lease_returns);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = p - body;

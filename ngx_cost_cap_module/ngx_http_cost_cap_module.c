@@ -46,6 +46,8 @@ static char *ngx_http_cost_cap_alert(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cost_cap_reject_cache(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_cost_cap_lease(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_cost_cap_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cost_cap_init_process(ngx_cycle_t *cycle);
 static void ngx_http_cost_cap_exit_process(ngx_cycle_t *cycle);
@@ -249,6 +251,13 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
     { ngx_string("cost_cap_reject_cache"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_cost_cap_reject_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cost_cap_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_cost_cap_lease,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -569,6 +578,9 @@ ngx_http_cost_cap_create_loc_conf(ngx_conf_t *cf)
     conf->quote = NGX_CONF_UNSET;
     conf->status_on = NGX_CONF_UNSET;
     conf->reject_cache = NGX_CONF_UNSET_MSEC;
+    conf->lease = -1;
+    conf->lease_ttl = NGX_CONF_UNSET_MSEC;
+    conf->lease_headroom = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -655,6 +667,13 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->quote, prev->quote, 0);
     ngx_conf_merge_value(conf->status_on, prev->status_on, 0);
     ngx_conf_merge_msec_value(conf->reject_cache, prev->reject_cache, 0);
+
+    if (conf->lease < 0) {
+        conf->lease = (prev->lease < 0) ? 0 : prev->lease;
+    }
+
+    ngx_conf_merge_msec_value(conf->lease_ttl, prev->lease_ttl, 1000);
+    ngx_conf_merge_uint_value(conf->lease_headroom, prev->lease_headroom, 16);
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
 
@@ -1563,6 +1582,79 @@ ngx_http_cost_cap_reject_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* cost_cap_lease AMOUNT [ttl=TIME] [headroom=N] | off */
+
+static char *
+ngx_http_cost_cap_lease(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cost_cap_loc_conf_t *lcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    if (lcf->lease >= 0) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->lease = 0;
+        return cf->args->nelts == 2 ? NGX_CONF_OK : "takes no parameters "
+                                                    "with \"off\"";
+    }
+
+    if (cc_decimal_parse((char *) value[1].data, value[1].len, &lcf->lease)
+        != CC_DEC_OK
+        || lcf->lease == 0 || lcf->lease > NGX_HTTP_COST_CAP_MAX_AMOUNT)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid amount \"%V\" of \"cost_cap_lease\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            v.data = value[i].data + 4;
+            v.len = value[i].len - 4;
+
+            lcf->lease_ttl = ngx_parse_time(&v, 0);
+            if (lcf->lease_ttl == (ngx_msec_t) NGX_ERROR
+                || lcf->lease_ttl == 0 || lcf->lease_ttl > 60000)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "headroom=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n == NGX_ERROR || n > 100000) {
+                goto invalid;
+            }
+
+            lcf->lease_headroom = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of \"cost_cap_lease\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 

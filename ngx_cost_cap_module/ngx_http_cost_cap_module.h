@@ -39,6 +39,9 @@
 /* how long Redis keeps an operation's marker: longer than any resend */
 #define NGX_HTTP_COST_CAP_MARKER_TTL       60000
 
+/* how long Redis keeps a lease's record: longer than any lease lives */
+#define NGX_HTTP_COST_CAP_LEASE_TTL        600000
+
 #define NGX_HTTP_COST_CAP_LEVEL_TENANT     0
 #define NGX_HTTP_COST_CAP_LEVEL_PARENT     1
 
@@ -134,6 +137,10 @@ typedef struct {
     ngx_atomic_t                stalls;
     ngx_atomic_t                give_backs;
     ngx_atomic_t                cache_hits;
+    ngx_atomic_t                leases;
+    ngx_atomic_t                leased;         /* requests admitted from
+                                                   a lease */
+    ngx_atomic_t                lease_returns;
     ngx_atomic_t                policy;         /* eviction policy seen */
     ngx_uint_t                  nmodels;
     ngx_http_cost_cap_model_metrics_t  models[NGX_HTTP_COST_CAP_MODELS];
@@ -214,6 +221,9 @@ typedef struct {
 
     /* SPEC 13 */
     ngx_msec_t                  reject_cache;   /* 0: off */
+    int64_t                     lease;          /* micro-USD; 0: off */
+    ngx_msec_t                  lease_ttl;
+    ngx_uint_t                  lease_headroom;
 } ngx_http_cost_cap_loc_conf_t;
 
 
@@ -270,10 +280,17 @@ typedef struct {
     size_t                      idem_len;       /* cost_cap_idempotency */
     u_char                      idem[NGX_HTTP_COST_CAP_IDEM_LEN];
 
+    /* a lease (SPEC 13): asked for with it, or admitted from one */
+    int64_t                     lease_max;      /* 0: none asked for */
+    ngx_uint_t                  lease_headroom;
+    int64_t                     lease;          /* granted */
+    u_char                      lease_id[NGX_HTTP_COST_CAP_OP_ID_LEN];
+
     u_char                      mode;           /* 'r', 'd', 'f', 'q' */
     unsigned                    caps:1;         /* the tenant's caps hash */
     unsigned                    pcaps:1;        /* the parent's */
     unsigned                    built:1;        /* periods are set */
+    unsigned                    leased:1;       /* admitted from a lease */
 } ngx_http_cost_cap_rsv_t;
 
 
@@ -337,6 +354,13 @@ ngx_uint_t ngx_http_cost_cap_reject_cached(ngx_http_cost_cap_ctx_t *ctx);
 void ngx_http_cost_cap_reject_remember(ngx_http_cost_cap_ctx_t *ctx,
     ngx_msec_t ttl);
 void ngx_http_cost_cap_reject_exit(void);
+ngx_uint_t ngx_http_cost_cap_lease_admit(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf);
+void ngx_http_cost_cap_lease_answer(ngx_http_cost_cap_ctx_t *ctx,
+    ngx_http_cost_cap_loc_conf_t *lcf);
+ngx_uint_t ngx_http_cost_cap_lease_settle(ngx_http_cost_cap_rsv_t *rsv,
+    int64_t delta);
+void ngx_http_cost_cap_lease_exit(void);
 
 /* reservations (ngx_http_cost_cap_reserve.c) */
 ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
@@ -344,6 +368,8 @@ ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
 void ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx);
 void ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta);
+void ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv,
+    int64_t unused);
 
 /* reply */
 ngx_int_t ngx_http_cost_cap_send_error(ngx_http_request_t *r,

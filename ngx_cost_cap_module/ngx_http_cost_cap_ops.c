@@ -95,6 +95,7 @@ ngx_http_cost_cap_ops_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_cost_cap_router_exit();
+    ngx_http_cost_cap_lease_exit();
     ngx_http_cost_cap_reject_exit();
 
     ngx_http_cost_cap_ops_ready = 0;

@@ -24,6 +24,7 @@
 #define NGX_HTTP_COST_CAP_KIND_FORCE    2
 #define NGX_HTTP_COST_CAP_KIND_SETTLE   3
 #define NGX_HTTP_COST_CAP_KIND_EVENT    4
+#define NGX_HTTP_COST_CAP_KIND_LEASE    5
 
 /* sent again at most this often for a period boundary */
 #define NGX_HTTP_COST_CAP_MAX_STALE     3
@@ -85,6 +86,8 @@ static void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
 static void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv);
+static void ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, u_char *id);
 static void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_op_t *op, ngx_uint_t script);
 
@@ -264,6 +267,10 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
         layout[n++] = 'a';
     }
 
+    if (rsv->lease_max) {
+        layout[n++] = 'l';
+    }
+
     ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + n + rsv->nwin);
     ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
                               (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
@@ -282,6 +289,10 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
 
     if (rsv->thresholds) {
         ngx_http_cost_cap_arg_fmt(&a, "%*salerts", rsv->pkey_len, rsv->pkey);
+    }
+
+    if (rsv->lease_max) {
+        ngx_http_cost_cap_arg_lease(&a, rsv, rsv->id);
     }
 
     for (i = 0; i < rsv->nwin; i++) {
@@ -331,6 +342,12 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
 
         ngx_http_cost_cap_arg_fmt(&a, "%L", w->start);
         ngx_http_cost_cap_arg_fmt(&a, "%L", w->end);
+    }
+
+    if (rsv->lease_max) {
+        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->lease_max);
+        ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->lease_headroom);
+        ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_LEASE_TTL);
     }
 
     if (a.p > a.last) {
@@ -486,6 +503,7 @@ ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
         rsv->status = res->status;
         rsv->now = res->now;
         rsv->mask = res->mask;
+        rsv->lease = res->lease;
 
         for (i = 0; i < rsv->nwin; i++) {
             rsv->win[i].spent = res->win[i].spent;
@@ -523,12 +541,19 @@ ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
     pl = ngx_http_cost_cap_payload(op);
 
     charged = (res->status == CC_RESERVE_ADMITTED
+               || res->status == CC_RESERVE_LEASED
                || res->status == CC_RESERVE_APPLIED
                || res->status == CC_RESERVE_REFUSED)
               && res->mask != 0;
 
     if (charged && !pl->open) {
         ngx_http_cost_cap_cancel(pl);
+        return;
+    }
+
+    /* served unreserved: the charge stays, a lease nobody will use goes */
+    if (charged && res->status == CC_RESERVE_LEASED) {
+        ngx_http_cost_cap_lease_return(&pl->rsv, res->lease);
         return;
     }
 
@@ -592,6 +617,7 @@ ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_CANCEL);
 
     ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (rsv->idem_len != 0)
+                                         + (rsv->lease_max != 0)
                                          + rsv->nwin);
     ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
                               (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
@@ -600,13 +626,18 @@ ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
         ngx_http_cost_cap_arg_idem(&a, rsv);
     }
 
+    if (rsv->lease_max) {
+        ngx_http_cost_cap_arg_lease(&a, rsv, rsv->id);
+    }
+
     for (i = 0; i < rsv->nwin; i++) {
         ngx_http_cost_cap_arg_key(&a, rsv, i);
     }
 
     ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
     ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
-    ngx_http_cost_cap_arg(&a, (u_char *) "i", rsv->idem_len != 0);
+    ngx_http_cost_cap_arg_fmt(&a, "%s%s", rsv->idem_len ? "i" : "",
+                              rsv->lease_max ? "l" : "");
 
     for (i = 0; i < rsv->nwin; i++) {
         ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
@@ -726,6 +757,60 @@ ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
                                                 : 0);
         }
     }
+
+    (void) ngx_http_cost_cap_send(op, &a);
+}
+
+
+/*
+ * A lease ends (its time, its periods, used up, the worker exits): what was
+ * not used of it goes back to the counters it was charged to, once.
+ */
+
+void
+ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv, int64_t unused)
+{
+    ngx_uint_t                    i;
+    ngx_http_cost_cap_op_t       *op;
+    ngx_http_cost_cap_args_t      a;
+    ngx_http_cost_cap_payload_t  *pl;
+
+    op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_LEASE);
+    if (op == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "cost_cap: return of %L micro-USD of lease %*s "
+                      "dropped: out of memory", unused,
+                      (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+        ngx_http_cost_cap_count(settle_drops, 1);
+        return;
+    }
+
+    pl = ngx_http_cost_cap_payload(op);
+    pl->amount = -unused;
+
+    ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_LEASE);
+
+    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (ngx_uint_t)
+                                         __builtin_popcountll(rsv->mask));
+    ngx_http_cost_cap_arg_lease(&a, rsv, rsv->id);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        if (rsv->mask & ((uint64_t) 1 << i)) {
+            ngx_http_cost_cap_arg_key(&a, rsv, i);
+        }
+    }
+
+    ngx_http_cost_cap_arg_fmt(&a, "%L", unused);
+
+    for (i = 0; i < rsv->nwin; i++) {
+        if (rsv->mask & ((uint64_t) 1 << i)) {
+            ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+                                                ? rsv->win[i].end + 86400
+                                                : 0);
+        }
+    }
+
+    ngx_http_cost_cap_count(lease_returns, 1);
 
     (void) ngx_http_cost_cap_send(op, &a);
 }
@@ -886,14 +971,15 @@ ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op, const char *what)
     ngx_http_cost_cap_payload_t  *pl;
 
     static const char  *kinds[] = { "reservation", "give-back", "charge",
-                                    "settlement", "event" };
+                                    "settlement", "event", "lease return" };
 
     pl = ngx_http_cost_cap_payload(op);
     rsv = &pl->rsv;
     p = keys;
 
     for (i = 0; i < rsv->nwin; i++) {
-        if (pl->kind == NGX_HTTP_COST_CAP_KIND_SETTLE
+        if ((pl->kind == NGX_HTTP_COST_CAP_KIND_SETTLE
+             || pl->kind == NGX_HTTP_COST_CAP_KIND_LEASE)
             && !(rsv->mask & ((uint64_t) 1 << i)))
         {
             continue;
@@ -968,6 +1054,17 @@ ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a, const char *fmt, ...)
 
     ngx_http_cost_cap_arg(a, a->p, p - a->p);
     a->p = p;
+}
+
+
+/* costcap:{TAG}:lease:ID, of the reservation that took it */
+
+static void
+ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, u_char *id)
+{
+    ngx_http_cost_cap_arg_fmt(a, "%*slease:%*s", rsv->pkey_len, rsv->pkey,
+                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, id);
 }
 
 

@@ -36,6 +36,11 @@ ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    /* admitted from a lease that is still this worker's: settled in it */
+    if (ctx->rsv.leased && ngx_http_cost_cap_lease_settle(&ctx->rsv, delta)) {
+        return NGX_OK;
+    }
+
     ngx_http_cost_cap_settle(&ctx->rsv, delta);
 
     return NGX_OK;

@@ -4,11 +4,12 @@
 -- SPEC sections 4 ("Late replies") and 9 ("Exact accounting").
 --
 -- KEYS[1]    the reservation's marker, costcap:{TAG}:op:ID
--- KEYS[2]    its idempotency key, when ARGV[3] is "i" (freed by a refund)
--- KEYS[..]   its window counters, in the reservation's order
+-- KEYS[2]    its idempotency key, when ARGV[3] has "i" (freed by a refund)
+-- KEYS[..]   its lease, when ARGV[3] has "l"; then its window counters,
+--            in the reservation's order
 -- ARGV[1]    the reservation's estimate, micro-USD
 -- ARGV[2]    marker lifetime, ms
--- ARGV[3]    "i" or ""
+-- ARGV[3]    "", "i", "l" or "il"
 -- ARGV[4..]  per counter: when it expires (0: never)
 --
 -- Reply: 1 given back, 0 nothing to give back.
@@ -22,19 +23,26 @@ if op:sub(1, 1) ~= 'A' then
   return 0
 end
 
-local mask, k = tonumber(op:sub(3)), 2
-if ARGV[3] == 'i' then
-  local v = redis.call('GET', KEYS[2])
+-- "A:mask:lease": the reservation's windows, and a lease it took
+local mask, lease = op:match('^A:(%d+):?(%d*)')
+local back, k = tonumber(ARGV[1]) + (tonumber(lease) or 0), 2
+mask = tonumber(mask)
+if ARGV[3]:find('i', 1, true) then
+  local v = redis.call('GET', KEYS[k])
   if v and v:sub(-#KEYS[1]) == KEYS[1] then
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', KEYS[k])
   end
-  k = 3
+  k = k + 1
+end
+if ARGV[3]:find('l', 1, true) then
+  redis.call('DEL', KEYS[k])
+  k = k + 1
 end
 
 for i = 0, #KEYS - k do
   if math.floor(mask / 2 ^ i) % 2 == 1 then
     local key = KEYS[k + i]
-    if redis.call('INCRBY', key, -tonumber(ARGV[1])) < 0 then
+    if redis.call('INCRBY', key, -back) < 0 then
       redis.call('SET', key, 0, 'KEEPTTL')
     end
     local e = tonumber(ARGV[4 + i])

@@ -8,8 +8,9 @@
 -- KEYS[1]    costcap:{TAG}:op:ID, this reservation's marker: a resend
 --            after a lost reply applies at most once
 -- KEYS[2..]  as ARGV[3] lists them: c the tenant's caps hash, p the
---            parent's, i the idempotency key, a the alerts hash; then
---            one counter per window
+--            parent's, i the idempotency key, a the alerts hash, l this
+--            reservation's lease (costcap:{TAG}:lease:ID); then one
+--            counter per window
 -- ARGV[1]    r reserve, d dry run (charge even past a cap), f force (a
 --            request served while Redis was away: charge, periods as
 --            given), q quote (check only, write nothing)
@@ -21,10 +22,15 @@
 -- ARGV[9]    alert field prefix of the tenant; ARGV[10] of the parent
 -- ARGV[11..] per window: name, configured cap ("" none), period start,
 --            period end (0: total)
+-- then, with a lease asked for (l): the lease's largest amount, the
+--            leases that must still fit after it in every window, the
+--            lease key's lifetime in ms: the worker admits requests from
+--            it without Redis, and gives back what it did not use
 --
 -- Reply: {status, seconds, microseconds, charged mask, spent_1, cap_1,
 -- ..., spent_n, cap_n (-1 not enforced), then window, percent for each
--- threshold crossed}.  status: 1 admitted, 0 refused, 2 applied before
+-- threshold crossed, then (status 6) the lease granted}.  status: 1
+-- admitted, 6 admitted with a lease, 0 refused, 2 applied before
 -- (a resend; the mask follows), 3 cancelled, 4 idempotent replay, 5
 -- idempotency key reused (its estimate follows), -1 periods not current,
 -- -2 a malformed cap in a caps hash (window, value follow), -3 a counter
@@ -49,7 +55,7 @@ if mode ~= 'q' then
   local op = redis.call('GET', KEYS[1])
   if op then
     if op:sub(1, 1) == 'A' then
-      return {2, now, us, tonumber(op:sub(3))}
+      return {2, now, us, tonumber(op:match('^A:(%d+)'))}
     end
     return {3, now, us}
   end
@@ -57,7 +63,7 @@ end
 
 local lay, k = ARGV[3], 2
 local caps = {{}, {}}
-local idem, alerts
+local idem, alerts, lease
 
 local function hash(key)
   local h, l = {}, redis.call('HGETALL', key)
@@ -69,6 +75,7 @@ if lay:find('c', 1, true) then caps[1] = hash(KEYS[k]); k = k + 1 end
 if lay:find('p', 1, true) then caps[2] = hash(KEYS[k]); k = k + 1 end
 if lay:find('i', 1, true) then idem = KEYS[k]; k = k + 1 end
 if lay:find('a', 1, true) then alerts = KEYS[k]; k = k + 1 end
+if lay:find('l', 1, true) then lease = KEYS[k]; k = k + 1 end
 
 if idem and mode ~= 'q' and mode ~= 'f' then
   local v = redis.call('GET', idem)
@@ -131,11 +138,26 @@ if mode == 'q' or (not ok and mode == 'r') then
   return res
 end
 
+-- a lease, while every window keeps room for more of them after it
+local granted = 0
+if lease and ok and mode == 'r' then
+  local a = 11 + 4 * n
+  granted = tonumber(ARGV[a])
+  local more = tonumber(ARGV[a + 1]) + 1
+  for j = 1, #idx do
+    local i = idx[j]
+    granted = math.min(granted,
+                       math.floor((cap[i] - res[3 + 2 * i] - est) / more))
+  end
+  if granted < 2 * est or granted <= 0 then granted = 0 end
+end
+local charge = est + granted
+
 local mask = 0
 for j = 1, #idx do
   local i = idx[j]
   if res[3 + 2 * i] + est < 9e18 then
-    redis.call('INCRBY', keys[j], ARGV[2])
+    redis.call('INCRBY', keys[j], charge)
     local e = tonumber(ARGV[10 + 4 * i])
     if not spent[j] and e > 0 then
       redis.call('EXPIREAT', keys[j], e + 86400)
@@ -146,7 +168,12 @@ end
 res[4] = mask
 
 if mask > 0 then
-  redis.call('SET', KEYS[1], 'A:' .. mask, 'PX', ARGV[6])
+  redis.call('SET', KEYS[1], 'A:' .. mask .. ':' .. granted, 'PX', ARGV[6])
+end
+
+if granted > 0 then
+  redis.call('SET', lease, 'L:' .. mask .. ':' .. granted, 'PX',
+             ARGV[13 + 4 * n])
 end
 
 if idem then
@@ -161,7 +188,7 @@ if alerts and mask > 0 then
     for p in ARGV[8]:gmatch('%d+') do
       p = tonumber(p)
       local th = math.floor(c / 100) * p + math.ceil(c % 100 * p / 100)
-      if c > 0 and s < th and s + est >= th
+      if c > 0 and s < th and s + charge >= th
          and redis.call('HSETNX', alerts, pre[i <= nt and 1 or 2] .. ':'
                         .. ARGV[7 + 4 * i] .. ':' .. ARGV[9 + 4 * i] .. ':'
                         .. p, now) == 1
@@ -173,6 +200,11 @@ if alerts and mask > 0 then
     end
   end
   if set then redis.call('EXPIRE', alerts, 3456000) end
+end
+
+if granted > 0 then
+  res[1] = 6
+  res[#res + 1] = granted
 end
 
 return res
