@@ -252,6 +252,13 @@ ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
     pc->read->handler = ngx_http_cost_cap_conn_read_handler;
     pc->write->handler = ngx_http_cost_cap_conn_write_handler;
 
+    /* what the SSL layer allocates for the connection lives here */
+    pc->pool = ngx_create_pool(128, &c->log);
+    if (pc->pool == NULL) {
+        ngx_http_cost_cap_conn_fail(c, "out of memory");
+        return NGX_ERROR;
+    }
+
     if (c->addr.sockaddr->sa_family != AF_UNIX) {
         ngx_http_cost_cap_conn_keepalive(pc);
     }
@@ -1043,6 +1050,11 @@ ngx_http_cost_cap_conn_close(ngx_http_cost_cap_conn_t *c)
             (void) ngx_ssl_shutdown(pc);
         }
 #endif
+        if (pc->pool) {
+            ngx_destroy_pool(pc->pool);
+            pc->pool = NULL;
+        }
+
         ngx_close_connection(pc);
         c->peer.connection = NULL;
     }
