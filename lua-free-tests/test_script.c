@@ -132,13 +132,19 @@ test_reply_ok(void **state)
     set_int(&f.el[0], CC_RESERVE_REPLAY);
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
 
-    /* applied before (a resend): its mask */
+    /* applied before (a resend): its mask; no spend, no alerts (what the
+       stack held before must not be read as alerts to copy) */
     fake_init(&f);
     f.top.elements = 4;
     set_int(&f.el[0], CC_RESERVE_APPLIED);
     set_int(&f.el[3], 3);
+    memset(&out, 0x5a, sizeof(out));
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
     assert_int_equal(out.mask, 3);
+    assert_int_equal(out.nalerts, 0);
+    assert_int_equal(out.win[0].cap, -1);
+    assert_int_equal(out.win[1].cap, -1);
+    assert_int_equal(out.win[0].spent, 0);
 
     /* idempotency key of another price: the first estimate */
     set_int(&f.el[0], CC_RESERVE_CONFLICT);
