@@ -493,6 +493,9 @@ ngx_http_cost_cap_router_retry(ngx_http_cost_cap_op_t *op)
     ngx_http_cost_cap_count(redis_retries, 1);
     ngx_http_cost_cap_router_requeued(op);
 
+    /* the redirections that led here ended at a node: a new chain */
+    op->redirects = 0;
+
     if (!op->timer.timer_set) {
         ngx_add_timer(&op->timer, (ngx_msec_t) left);
     }
