@@ -1009,16 +1009,29 @@ ngx_http_cost_cap_router_master_addr(ngx_http_cost_cap_op_t *op,
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
-        if (reply) {
-            ngx_log_error(NGX_LOG_ERR, &sentinel->log, 0,
-                          "cost_cap: redis sentinel %V does not know master "
-                          "\"%V\"", &sentinel->addr.name,
-                          &ngx_http_cost_cap_main_conf->master);
+        /* once until this Sentinel answers an address */
+        if (reply && !sentinel->erred) {
+            sentinel->erred = 1;
+
+            if (reply->type == REDIS_REPLY_ERROR) {
+                ngx_log_error(NGX_LOG_ERR, &sentinel->log, 0,
+                              "cost_cap: redis sentinel %V answered: %*s",
+                              &sentinel->addr.name, (size_t) reply->len,
+                              reply->str);
+
+            } else {
+                ngx_log_error(NGX_LOG_ERR, &sentinel->log, 0,
+                              "cost_cap: redis sentinel %V does not know "
+                              "master \"%V\"", &sentinel->addr.name,
+                              &ngx_http_cost_cap_main_conf->master);
+            }
         }
 
         ngx_http_cost_cap_router_discover(rt);
         return;
     }
+
+    sentinel->erred = 0;
 
     host.data = (u_char *) reply->element[0]->str;
     host.len = reply->element[0]->len;
@@ -1066,6 +1079,11 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
             return;
         }
 
+        /* the connection to the old master is closed under its name */
+        if (c->state != NGX_HTTP_COST_CAP_CONN_DOWN) {
+            ngx_http_cost_cap_conn_fail(c, "master switched");
+        }
+
         if (c->owned) {
             ngx_free(c->addr.name.data);
         }
@@ -1079,10 +1097,6 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
         c->addr.port = addr.port;
         c->owned = 1;
         ngx_http_cost_cap_conn_set_addr(c, &sa.sockaddr, addr.socklen);
-
-        if (c->state != NGX_HTTP_COST_CAP_CONN_DOWN) {
-            ngx_http_cost_cap_conn_fail(c, "master switched");
-        }
 
         /* the new master at once, not after a backoff */
         if (c->reconnect.timer_set) {
