@@ -23,6 +23,9 @@ package CostCap::Test::DNS;
 #   $dns->remove(NAME)                  NXDOMAIN from now on
 #   $dns->set_rcode(NAME, 'SERVFAIL' | 'REFUSED' | 'NXDOMAIN')
 #   $dns->set_silent(NAME)              queries for NAME go unanswered
+#   $dns->set_delay(NAME, MS)           answers for NAME sent MS
+#                                       milliseconds late (0: at once;
+#                                       set_answer clears it)
 #   $dns->queries(NAME, TYPE)           queries received for NAME (of
 #                                       TYPE, e.g. 'A'; all types if
 #                                       none); no NAME: all queries
@@ -116,6 +119,7 @@ sub set_ttl { $_[0]{ttl} = $_[1] }
 sub remove { $_[0]->_ctl("del $_[1]") }
 sub set_rcode { $_[0]->_ctl("rcode $_[1] " . uc $_[2]) }
 sub set_silent { $_[0]->_ctl("silent $_[1]") }
+sub set_delay { $_[0]->_ctl("delay $_[1] $_[2]") }
 sub reset_counts { $_[0]->_ctl('reset') }
 
 sub queries {
@@ -164,9 +168,10 @@ sub _encode_name {
                     split /\./, $name) . "\0";
 }
 
-my %ZONE;       # lc name => { ttl, addrs => [], rcode, silent }
+my %ZONE;       # lc name => { ttl, addrs => [], rcode, silent, delay }
 my %COUNT;      # "name type" => n
 my $PORT;
+my $DELAY = 0;  # seconds, of the answer _answer made last
 
 # the answer to one query, or undef (no answer)
 sub _answer {
@@ -198,6 +203,7 @@ sub _answer {
     my $z = $ZONE{$lname};
     return $hdr->($RCODE{NXDOMAIN}, 0, 1, $question) . _soa(1)
         unless $z;
+    $DELAY = ($z->{delay} // 0) / 1000;
     return undef if $z->{silent};
     return $hdr->($RCODE{$z->{rcode}}, 0, 0, $question) if $z->{rcode};
     my @a = $qtype == $TYPE{A} && $qclass == 1 ? @{$z->{addrs}} : ();
@@ -247,6 +253,13 @@ sub _command {
         $z->{silent} = 1;
         return 'ok';
     }
+    if ($cmd eq 'delay') {
+        my ($name, $ms) = @a;
+        return 'error: delay NAME MS' unless defined $ms && $ms =~ /^\d+$/;
+        my $z = $ZONE{_norm($name)} //= { ttl => 1, addrs => [] };
+        $z->{delay} = $ms;
+        return 'ok';
+    }
     if ($cmd eq 'count') {
         my ($name, $type) = @a;
         my $n = 0;
@@ -289,15 +302,33 @@ sub serve {
         or die "dns: control socket $ctl_path: $!\n";
     my %conn;   # fileno => [sock, input, kind ('ctl' | 'tcp')]
     my $sel = IO::Select->new($udp, $tcp, $ctl);
+    my @late;   # [due, sub sending the answer], in order
 
     while (1) {
         exit 0 unless kill 0, $parent;
-        for my $s ($sel->can_read(0.2)) {
+        my $wait = 0.2;
+        if (@late) {
+            my $d = $late[0][0] - Time::HiRes::time();
+            $wait = $d < 0 ? 0 : $d < $wait ? $d : $wait;
+        }
+        my @ready = $sel->can_read($wait);
+        while (@late && $late[0][0] <= Time::HiRes::time()) {
+            (shift @late)->[1]->();
+        }
+        for my $s (@ready) {
             if ($s == $udp) {
                 my $q;
                 my $peer = $udp->recv($q, 4096) // next;
-                my $a = _answer($q);
-                send $udp, $a, 0, $peer if defined $a;
+                $DELAY = 0;
+                my $ans = _answer($q);
+                next unless defined $ans;
+                if ($DELAY) {
+                    push @late, [Time::HiRes::time() + $DELAY,
+                                 sub { send $udp, $ans, 0, $peer }];
+                    @late = sort { $a->[0] <=> $b->[0] } @late;
+                    next;
+                }
+                send $udp, $ans, 0, $peer;
                 next;
             }
             if ($s == $tcp || $s == $ctl) {
@@ -325,8 +356,17 @@ sub serve {
                 last if length $c->[1] < 2 + $len;
                 my $q = substr $c->[1], 2, $len;
                 substr($c->[1], 0, 2 + $len, '');
-                my $a = _answer($q);
-                syswrite $s, pack('n', length $a) . $a if defined $a;
+                $DELAY = 0;
+                my $ans = _answer($q);
+                next unless defined $ans;
+                my $out = pack('n', length $ans) . $ans;
+                if ($DELAY) {
+                    push @late, [Time::HiRes::time() + $DELAY,
+                                 sub { syswrite $s, $out }];
+                    @late = sort { $a->[0] <=> $b->[0] } @late;
+                    next;
+                }
+                syswrite $s, $out;
             }
         }
     }
