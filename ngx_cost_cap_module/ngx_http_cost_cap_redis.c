@@ -27,6 +27,8 @@
 
 static void ngx_http_cost_cap_conn_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c);
+static ngx_int_t ngx_http_cost_cap_conn_requeue(ngx_http_cost_cap_conn_t *c,
+    ngx_queue_t *early);
 static void ngx_http_cost_cap_conn_keepalive(ngx_connection_t *pc);
 static void ngx_http_cost_cap_conn_write_handler(ngx_event_t *wev);
 static void ngx_http_cost_cap_conn_read_handler(ngx_event_t *rev);
@@ -228,6 +230,7 @@ static ngx_int_t
 ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
 {
     ngx_int_t          rc;
+    ngx_queue_t        early;
     ngx_connection_t  *pc;
 
     ngx_memzero(&c->peer, sizeof(ngx_peer_connection_t));
@@ -269,6 +272,20 @@ ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
         return NGX_ERROR;
     }
 
+    /*
+     * what was appended while the name was being resolved was never
+     * written: it follows the handshake, bytes and replies in one order
+     */
+    ngx_queue_init(&early);
+
+    if (!ngx_queue_empty(&c->ops)) {
+        early = c->ops;
+        early.next->prev = &early;
+        early.prev->next = &early;
+        ngx_queue_init(&c->ops);
+        c->nops = 0;
+    }
+
     c->out_pos = 0;
     c->out_len = 0;
     c->appended = 0;
@@ -276,7 +293,10 @@ ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
     c->state = NGX_HTTP_COST_CAP_CONN_CONNECTING;
 
     /* queued first, sent once connected: what requests send follows */
-    if (ngx_http_cost_cap_ops_handshake(c) != NGX_OK) {
+    if (ngx_http_cost_cap_ops_handshake(c) != NGX_OK
+        || ngx_http_cost_cap_conn_requeue(c, &early) != NGX_OK)
+    {
+        ngx_queue_add(&c->ops, &early);
         ngx_http_cost_cap_conn_fail(c, "out of memory");
         return NGX_ERROR;
     }
@@ -286,6 +306,31 @@ ngx_http_cost_cap_conn_open(ngx_http_cost_cap_conn_t *c)
     }
 
     return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
+}
+
+
+/* appended again, in order; what could not be is left in early */
+
+static ngx_int_t
+ngx_http_cost_cap_conn_requeue(ngx_http_cost_cap_conn_t *c,
+    ngx_queue_t *early)
+{
+    ngx_queue_t             *q;
+    ngx_http_cost_cap_op_t  *op;
+
+    while (!ngx_queue_empty(early)) {
+        q = ngx_queue_head(early);
+        ngx_queue_remove(q);
+
+        op = ngx_queue_data(q, ngx_http_cost_cap_op_t, queue);
+
+        if (ngx_http_cost_cap_conn_append(c, op) != NGX_OK) {
+            ngx_queue_insert_head(early, q);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
