@@ -188,7 +188,8 @@ subtest 'one seed; a tenant on every master, each capped exactly' => sub {
     my %slot = map { $_ => $cl->slot_of("{$_}") } @tags;
     # 2 x 77415 = 154830: the second request reaches the cap exactly
     my $n = start_nginx(
-        http_config => http("127.0.0.1:$M[1] mode=cluster timeout=2s",
+        http_config => http("127.0.0.1:$M[1] mode=cluster timeout=2s "
+                            . 'connect_timeout=1s',
                             map { $_ => '0.15483' } @tags),
         config => conf(), workers => 2);
     for my $i (0 .. 2) {
@@ -229,9 +230,12 @@ subtest 'concurrency: 2 gateways x 2 workers, 64 clients' => sub {
     my @tags = $cl->tags_per_master('conc');
     my $cap = 20;               # USD, each tenant: reached by every one
     my $seeds = $cl->seeds;
+    # connect_timeout=1s: the handshakes of a worker's first connections
+    # to the masters come with 64 clients starting at once on 2 cores
+    # (the 100 ms default timed out there, 1 run in 4: 503s, resends)
     my @gw = map { start_nginx(
-        http_config => http("$seeds mode=cluster timeout=3s",
-                            map { $_ => $cap } @tags),
+        http_config => http("$seeds mode=cluster timeout=3s "
+                            . 'connect_timeout=1s', map { $_ => $cap } @tags),
         config => conf(), workers => 2, log_level => 'warn') } 1 .. 2;
     # the slot map is there: each worker asked CLUSTER SLOTS at its start
     for my $g (@gw) {
