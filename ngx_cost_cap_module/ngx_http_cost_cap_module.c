@@ -503,7 +503,9 @@ ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf)
      */
 
     cmcf->timeout = 100;
-    cmcf->connect_timeout = 100;
+
+    /* resolve, connect, TLS and the handshake with every SCRIPT LOAD */
+    cmcf->connect_timeout = 1000;
     cmcf->max_inflight = 8192;
     cmcf->ssl_enable = NGX_CONF_UNSET;
     cmcf->ssl_verify = NGX_CONF_UNSET;

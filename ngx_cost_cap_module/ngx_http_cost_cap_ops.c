@@ -238,7 +238,7 @@ ngx_http_cost_cap_op_timeout(ngx_event_t *ev)
  * What a new connection sends first, pipelined: AUTH, and to a node
  * SELECT, ROLE (behind Sentinels), TIME (its clock names the periods),
  * INFO memory (the eviction policy, once), SCRIPT LOAD; to a subscriber
- * SUBSCRIBE +switch-master.
+ * SUBSCRIBE +switch-master and the promotion of a replica.
  */
 
 ngx_int_t
@@ -255,9 +255,10 @@ ngx_http_cost_cap_ops_handshake(ngx_http_cost_cap_conn_t *c)
     }
 
     if (c->role == NGX_HTTP_COST_CAP_CONN_SUBSCRIBER) {
-        return ngx_http_cost_cap_conn_command(c, "SUBSCRIBE", NULL, 2,
-                   (const char *[]) { "SUBSCRIBE", "+switch-master" },
-                   (size_t []) { 9, 14 });
+        return ngx_http_cost_cap_conn_command(c, "SUBSCRIBE", NULL, 3,
+                   (const char *[]) { "SUBSCRIBE", "+switch-master",
+                                      "+failover-state-send-slaveof-noone" },
+                   (size_t []) { 9, 14, 34 });
     }
 
     if (c->role == NGX_HTTP_COST_CAP_CONN_SENTINEL) {

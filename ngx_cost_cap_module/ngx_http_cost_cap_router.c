@@ -30,6 +30,11 @@
 #define NGX_HTTP_COST_CAP_DISCOVER_MIN   100
 #define NGX_HTTP_COST_CAP_MAX_WAITING    16384
 
+/* Sentinel: the event of a replica being promoted, and how long to wait
+ * for the failover's +switch-master before asking again */
+#define NGX_HTTP_COST_CAP_PROMOTING      "+failover-state-send-slaveof-noone"
+#define NGX_HTTP_COST_CAP_PROMOTING_MAX  10000
+
 
 typedef struct {
     ngx_uint_t                 mode;
@@ -58,6 +63,7 @@ typedef struct {
 
     unsigned                   refreshing:1;
     unsigned                   discovering:1;
+    unsigned                   promoting:1; /* a Sentinel failover runs */
     unsigned                   known:1;     /* the master, or the map */
     unsigned                   forced:1;    /* worker_shutdown_timeout */
 } ngx_http_cost_cap_router_t;
@@ -93,6 +99,8 @@ static void ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
     ngx_str_t *host, ngx_str_t *port);
 static void ngx_http_cost_cap_router_subscribe(ngx_http_cost_cap_router_t *rt,
     ngx_http_cost_cap_conn_t *sentinel);
+static void ngx_http_cost_cap_router_promoting(ngx_http_cost_cap_router_t *rt,
+    ngx_http_cost_cap_conn_t *c, redisReply *msg);
 static ngx_int_t ngx_http_cost_cap_router_parse(ngx_str_t *host,
     ngx_str_t *port, ngx_http_cost_cap_addr_t *addr, ngx_sockaddr_t *sa);
 static ngx_int_t ngx_http_cost_cap_router_name(ngx_str_t *host,
@@ -945,7 +953,9 @@ ngx_http_cost_cap_router_discover(ngx_http_cost_cap_router_t *rt)
     ngx_http_cost_cap_conn_t       *c;
     ngx_http_cost_cap_main_conf_t  *cmcf;
 
-    if (rt->discovering || rt->discover.timer_set || rt->forced) {
+    if (rt->discovering || rt->discover.timer_set || rt->forced
+        || rt->promoting)
+    {
         return;
     }
 
@@ -983,7 +993,12 @@ ngx_http_cost_cap_router_discover(ngx_http_cost_cap_router_t *rt)
 static void
 ngx_http_cost_cap_router_discover_handler(ngx_event_t *ev)
 {
-    ngx_http_cost_cap_router_discover(ev->data);
+    ngx_http_cost_cap_router_t  *rt;
+
+    rt = ev->data;
+    rt->promoting = 0;
+
+    ngx_http_cost_cap_router_discover(rt);
 }
 
 
@@ -1179,6 +1194,16 @@ ngx_http_cost_cap_router_push(ngx_http_cost_cap_conn_t *c, redisReply *reply)
     p = (u_char *) msg->str;
     last = p + msg->len;
 
+    if (reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[1]->len == sizeof(NGX_HTTP_COST_CAP_PROMOTING) - 1
+        && ngx_strncmp(reply->element[1]->str, NGX_HTTP_COST_CAP_PROMOTING,
+                       reply->element[1]->len)
+           == 0)
+    {
+        ngx_http_cost_cap_router_promoting(rt, c, msg);
+        return;
+    }
+
     for (i = 0; i < 5; i++) {
         f[i] = p;
         p = ngx_strlchr(p, last, ' ');
@@ -1209,7 +1234,71 @@ ngx_http_cost_cap_router_push(ngx_http_cost_cap_conn_t *c, redisReply *reply)
                   "cost_cap: redis sentinel %V: +switch-master %*s",
                   &c->addr.name, (size_t) msg->len, msg->str);
 
+    rt->promoting = 0;
+
+    if (rt->discover.timer_set) {
+        ngx_del_timer(&rt->discover);
+    }
+
     ngx_http_cost_cap_router_switch(rt, &host, &port);
+}
+
+
+/*
+ * "slave 10.0.0.2:6379 10.0.0.2 6379 @ NAME 10.0.0.1 6379": a Sentinel is
+ * promoting a replica.  From now on the old master's writes would be lost
+ * with its data when it becomes a replica: nothing more goes to it, and
+ * requests wait for +switch-master (at most their timeout), or for a new
+ * discovery should the failover not end.
+ */
+
+static void
+ngx_http_cost_cap_router_promoting(ngx_http_cost_cap_router_t *rt,
+    ngx_http_cost_cap_conn_t *c, redisReply *msg)
+{
+    u_char     *p, *last, *e;
+    ngx_str_t  *name;
+
+    name = &ngx_http_cost_cap_main_conf->master;
+
+    p = (u_char *) msg->str;
+    last = p + msg->len;
+
+    p = ngx_strlcasestrn(p, last, (u_char *) " @ ", 3 - 1);
+    if (p == NULL) {
+        return;
+    }
+
+    p += 3;
+    e = ngx_strlchr(p, last, ' ');
+
+    if (e == NULL || (size_t) (e - p) != name->len
+        || ngx_strncmp(p, name->data, name->len) != 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, &c->log, 0,
+                  "cost_cap: redis sentinel %V: failover of master \"%V\": "
+                  "%*s", &c->addr.name, name, (size_t) msg->len, msg->str);
+
+    rt->promoting = 1;
+    rt->known = 0;
+
+    if (rt->master->state != NGX_HTTP_COST_CAP_CONN_DOWN) {
+        ngx_http_cost_cap_conn_fail(rt->master, "failover in progress");
+    }
+
+    if (rt->master->reconnect.timer_set) {
+        ngx_del_timer(&rt->master->reconnect);
+    }
+
+    /* a failover that does not end: the Sentinels are asked again */
+    if (rt->discover.timer_set) {
+        ngx_del_timer(&rt->discover);
+    }
+
+    ngx_add_timer(&rt->discover, NGX_HTTP_COST_CAP_PROMOTING_MAX);
 }
 
 

@@ -257,6 +257,9 @@ my $LAST_SCRAPE;
         'cost_cap_redis_redirects_total' => 0,
         'cost_cap_redis_stalls_total' => 0,
         'cost_cap_reject_cache_hits_total' => 0,
+        'cost_cap_leases_total' => 0,
+        'cost_cap_lease_admitted_total' => 0,
+        'cost_cap_lease_returns_total' => 0,
     );
     # flux: 1.7582912 GPU-s per request, at micro precision
     my $f1 = $m->{'cost_cap_calibration_estimated_gpu_seconds_total{model="~^flux"}'} // '';
