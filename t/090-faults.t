@@ -148,6 +148,16 @@ location /slow/ {
     cost_cap_actual \$upstream_http_x_gpu_seconds;
     proxy_pass http://127.0.0.1:$SLOW_PORT;
 }
+location /body/ {
+    cost_cap on;
+    client_max_body_size 64;
+    error_page 400 413 = \@fallback;
+    proxy_pass http://backend;
+}
+location \@fallback {
+    cost_cap on;
+    proxy_pass http://backend;
+}
 location = /metrics {
     cost_cap_metrics;
 }
@@ -684,6 +694,57 @@ scenario('4g: nginx -s quit while Redis is stalled: the old worker gives '
         or diag('total ' . spent());
     no_crash($n, $name);
     unlike($n->error_log, qr/dropped|unconfirmed/, "$name: nothing dropped");
+});
+
+
+# -------------------------------------------------------------------------
+# 5. a body NGINX gives up reading, then an error_page to a location where
+# cost_cap is on: answered, not held until the client leaves
+
+scenario('5: a body NGINX gives up reading, and an error_page', sub {
+    my $name = shift;
+    my $r = start_redis();
+    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+                                                 'timeout=500ms'),
+                        config => $LOC);
+    my $small = '{"model":"sora-2"}';
+    my $big = $small . (' ' x 200);
+    my %chunk = (
+        small => sprintf("%x\r\n%s\r\n0\r\n\r\n", length $small, $small),
+        big => sprintf("%x\r\n%s\r\n0\r\n\r\n", length $big, $big),
+        bad => "zz\r\n$small\r\n0\r\n\r\n",
+    );
+    my %h = (method => 'POST', uri => '/body/videos',
+             headers => "X-Tenant: $TENANT\nContent-Type: application/json"
+                        . "\nTransfer-Encoding: chunked");
+
+    my $res = http_request(port => $n->port, %h, body => $chunk{small},
+                           timeout => 5);
+    is($res->{status}, 200, "$name: a chunked body within the limit: priced");
+    is(header_value($res, 'X-Cost-Cap-Estimate'), '0.077415',
+       "$name: ... and charged");
+
+    for my $case (['big', 'with the headers', 0],
+                  ['big', 'after the headers', 1],
+                  ['bad', 'bad chunking, after the headers', 1]) {
+        my ($body, $what, $later) = @$case;
+        my $t = time;
+        my $s = http_send(port => $n->port, %h, body => $chunk{$body},
+                          $later ? (partial => 0) : ());
+        if ($later) {
+            sleep 0.1;
+            syswrite $s, $chunk{$body};
+        }
+        my $res = http_read($s, 4);
+        my $el = time - $t;
+        ok(defined $res->{status},
+           sprintf "$name: %s body %s: answered (%s) in %.2f s", $body,
+                   $what, $res->{status} // $res->{error}, $el);
+        ok($el < 2, "$name: ... not held");
+    }
+    is(spent(), $E, "$name: only the first charged");
+    $n->stop;
+    no_crash($n, $name);
 });
 
 
