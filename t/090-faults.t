@@ -796,5 +796,78 @@ scenario('6b: an eviction policy other than noeviction: warned once', sub {
     unlike($n->error_log, qr/maxmemory-policy/, "$name: noeviction: silent");
 });
 
+scenario('6c: metrics of the most models, scraped across reloads that add '
+         . 'models', sub {
+    my $name = shift;
+    # names of 70 bytes, quotes and backslashes after the number: 64 kept,
+    # each escaped into two in the label
+    my $models = sub {
+        my ($from, $to) = @_;
+        return join '', map {
+            my $pat = sprintf('m%03d', $_) . ('"\\\\' x 33);
+            "cost_cap_model '$pat' per_mpx_frame=1 default_size=1x1;\n";
+        } $from .. $to;
+    };
+    my $conf = sub { <<"END" . $models->(@_) };
+location = /metrics {
+    cost_cap_metrics;
+}
+END
+    my $r = start_redis();
+    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+                                                 'timeout=500ms'),
+                        config => $conf->(1, 100), workers => 2);
+    my $scrapes = tmp_dir() . '/scrapes';
+    mkdir $scrapes;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        my $i = 0;
+        my $t = time;
+        while (time < $t + 2.5) {
+            my $res = $n->request(method => 'GET', uri => '/metrics',
+                                  timeout => 5);
+            open my $f, '>', "$scrapes/" . $i++;
+            print $f ($res->{status} // 'ERR'), "\n", $res->{body} // '';
+            close $f;
+            sleep 0.02;
+        }
+        POSIX::_exit(0);
+    }
+    # the names go to shared memory in the master, while the workers of
+    # the configuration before still answer scrapes
+    for my $to (120, 126, 127, 160) {
+        sleep 0.4;
+        $n->{config} = $conf->(1, $to);
+        CostCap::Test::_spit($n->dir . '/nginx.conf', $n->_conf);
+        kill 'HUP', $n->{pid};
+    }
+    waitpid $pid, 0;
+    my ($count, $bad, %lines) = (0, 0);
+    for my $f (glob "$scrapes/*") {
+        my $t = CostCap::Test::_slurp($f);
+        $count++;
+        my ($st, @l) = split /\n/, $t;
+        my @m = grep { /^cost_cap_admitted_usd_total\{/ } @l;
+        $lines{scalar @m}++;
+        my @odd = grep { !/^# (HELP|TYPE) /
+                         && !/^[a-z_]+(\{[a-z]+="(?:[^"\\]|\\["\\n])*"\})?
+                              \ -?[\d.]+$/x } @l;
+        next if $st eq '200' && !@odd
+                && $t =~ /\ncost_cap_settlement_drops_total \d+\n\z/;
+        diag("$name: $f: status $st, " . scalar(@odd) . " odd lines: "
+             . join("\n", @odd[0 .. 2])) unless $bad++;
+    }
+    ok($count > 10, "$name: $count scrapes");
+    is($bad, 0, "$name: each complete and well-formed");
+    my ($most) = sort { $b <=> $a } keys %lines;
+    is($most, 128, "$name: at most 128 models, the last one _other")
+        or diag(Test::More::explain(\%lines));
+    like($n->request(method => 'GET', uri => '/metrics')->{body},
+         qr/\{model="_other"\}/, "$name: _other");
+    $n->stop;
+    no_crash($n, $name);
+});
+
 my $took = time - $T_BEGIN;
 ok($took < 80, sprintf 'whole file bounded (%.1f s)', $took);
