@@ -18,8 +18,8 @@
 #           reservations and settlements are in flight: some applied and
 #           unanswered (given back by id, or found applied by the resend),
 #           some never read (a tombstone)
-#   errors  Redis at maxmemory with noeviction (-OOM) for 1.5 s, then a
-#           script keeping it -BUSY for 1.5 s, then healthy
+#   errors  Redis at maxmemory with noeviction (-OOM) for 1.5 s, healthy
+#           for 0.5 s, a script keeping it -BUSY for 1.5 s, then healthy
 
 use strict;
 use warnings;
@@ -136,13 +136,17 @@ if (only('errors')) {
     oom_on($r);
     $s->at(3);
     oom_off($r);
+    $s->mark('room');
+    # a healthy half second: each connection logs its next error reply
+    # again (one line until a command succeeds)
+    $s->at(3.5);
     $s->mark('busy');
     my $b = busy($r, seconds => 20);
     $b->wait;
-    $s->at(4.5);
+    $s->at(5);
     $b->stop;
     my $back = $s->mark('healthy');
-    $s->at(7);
+    $s->at(7.5);
     my $sum = $s->finish;
     ok($sum->{status}{503}, 'errors: 503 while Redis answers errors');
     my $first = $l->first_after($back, qr/^(200|429)$/);
