@@ -117,8 +117,10 @@ sub gate_open {
 # -------------------------------------------------------------------------
 # the gateway: REDIS is the address nginx connects to (Redis or a relay)
 
+# a handshake may take more than the default 100 ms on a loaded machine
 sub http_conf {
     my ($addr, $opts) = @_;
+    $opts .= ' connect_timeout=1s' unless $opts =~ /connect_timeout/;
     return "cost_cap_redis $addr $opts;\n";
 }
 
@@ -217,6 +219,20 @@ sub evalsha_calls {
     return $info =~ /^cmdstat_evalsha:calls=(\d+)/m ? $1 : 0;
 }
 
+# nginx with the module connected: a request of another tenant admitted
+sub ready {
+    my $n = shift;
+    my $st;
+    poll_until(sub {
+        $st = $n->request(req(tenant => "ready-$TENANT"))->{status} // 0;
+        return $st == 200;
+    }, 5);
+    return $n;
+}
+
+# started and connected
+sub gateway { ready(start_nginx(@_)) }
+
 sub no_crash {
     my ($n, $name) = @_;
     my $log = $n->error_log;
@@ -231,7 +247,15 @@ sub scenario {
     return if $ENV{COST_CAP_ONLY} && $name !~ /$ENV{COST_CAP_ONLY}/;
     new_tenant();
     my $t0 = time;
-    $code->($name);
+    unless (eval { $code->($name); 1 }) {
+        my $err = $@;
+        # what the harness's processes said (a relay that died, ...)
+        for my $f (glob tmp_dir() . '/relay-*.log') {
+            my $t = CostCap::Test::_slurp($f);
+            diag("$f:\n$t") if length $t;
+        }
+        fail("$name: $err");
+    }
     diag(sprintf '%s: %.1f s', $name, time - $t0)
         if $ENV{TEST_VERBOSE};
 }
@@ -245,7 +269,7 @@ scenario('1a: replies stop without a close (a silent drop)', sub {
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=200ms'),
                         config => $LOC);
 
@@ -281,7 +305,7 @@ scenario('1b: an idle connection that went silent', sub {
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: admitted before");
@@ -336,7 +360,7 @@ scenario('1c: a handshake that is never answered', sub {
 scenario('1d: TCP keepalive on the connection to Redis', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: admitted");
@@ -359,7 +383,7 @@ scenario('1d: TCP keepalive on the connection to Redis', sub {
 
 sub retried {
     my ($name, $on, $off, $log, $timeout) = @_;
-    my $n = start_nginx(http_config => http_conf(
+    my $n = gateway(http_config => http_conf(
                             '127.0.0.1:' . redis_port(),
                             'timeout=' . ($timeout // '3s')),
                         config => $LOC);
@@ -448,7 +472,7 @@ scenario('3a: open, Redis slower than the timeout: late reservations kept',
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=150ms'),
                         config => $LOC);
     is($n->request(req(uri => '/open/videos'))->{status}, 200,
@@ -475,7 +499,7 @@ scenario('3b: open, a late reply that crossed the cap: charged anyway',
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=150ms'),
                         config => $LOC);
     is($n->request(req(uri => '/open-cap/videos'))->{status}, 200,
@@ -496,7 +520,7 @@ scenario('3b: open, a late reply that crossed the cap: charged anyway',
 scenario('3c: open, Redis down: charged when it is back', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req(uri => '/open/videos'))->{status}, 200,
@@ -522,7 +546,7 @@ scenario('3c: open, Redis down: charged when it is back', sub {
 scenario('4a: a refund answered -OOM is retried until Redis has room', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=500ms'),
                         config => $LOC);
     my $s = hsend($n, uri => '/slow/videos?gate=oom&status=502');
@@ -547,7 +571,7 @@ scenario('4a: a refund answered -OOM is retried until Redis has room', sub {
 scenario('4b: an actual-cost settlement answered -BUSY is retried', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=500ms'),
                         config => $LOC);
     my $s = hsend($n, uri => '/slow/videos?gate=busy&gpu=100');
@@ -574,7 +598,7 @@ scenario('4c: a refund whose reply is lost is sent again, applied once',
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=500ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: one admitted");
@@ -605,7 +629,7 @@ scenario('4d: a reservation whose reply is lost while its request waits',
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=3s'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: one admitted");
@@ -627,7 +651,7 @@ scenario('4e: a reservation whose reply is lost after its 503', sub {
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: one admitted");
@@ -654,7 +678,7 @@ scenario('4f: a reservation lost before Redis read it: nothing to give '
     my $name = shift;
     my $r = start_redis();
     my $relay = CostCap::Test::Relay->new(to => $r)->start;
-    my $n = start_nginx(http_config => http_conf($relay->addr,
+    my $n = gateway(http_config => http_conf($relay->addr,
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: one admitted");
@@ -674,7 +698,7 @@ scenario('4g: nginx -s quit while Redis is stalled: the old worker gives '
          . 'back what it owes', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=200ms'),
                         config => $LOC);
     is($n->request(req())->{status}, 200, "$name: one admitted");
@@ -704,7 +728,7 @@ scenario('4g: nginx -s quit while Redis is stalled: the old worker gives '
 scenario('5: a body NGINX gives up reading, and an error_page', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=500ms'),
                         config => $LOC);
     my $small = '{"model":"sora-2"}';
@@ -754,7 +778,7 @@ scenario('5: a body NGINX gives up reading, and an error_page', sub {
 scenario('6a: a counter that is not a whole number', sub {
     my $name = shift;
     my $r = start_redis();
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=500ms'),
                         config => $LOC);
     redis()->cmd('SET', total_key(), '1.5');
@@ -772,7 +796,7 @@ scenario('6a: a counter that is not a whole number', sub {
 scenario('6b: an eviction policy other than noeviction: warned once', sub {
     my $name = shift;
     my $r = start_redis(args => '--maxmemory-policy allkeys-lru');
-    my $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                                  'timeout=500ms'),
                         config => $LOC, workers => 2);
     is($n->request(req())->{status}, 200, "$name: admitted");
@@ -788,7 +812,7 @@ scenario('6b: an eviction policy other than noeviction: warned once', sub {
     no_crash($n, $name);
 
     $r = start_redis();
-    $n = start_nginx(http_config => http_conf("127.0.0.1:$r->{port}",
+    $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
                                               'timeout=500ms'),
                      config => $LOC);
     is($n->request(req())->{status}, 200, "$name: admitted (noeviction)");

@@ -71,8 +71,11 @@ sub new {
         to => "127.0.0.1:$back_port")->start;
     $self->{back_relay}->delay(250);
 
+    # a handshake may take more than the default 100 ms on a busy machine
+    my $opts = "timeout=$self->{timeout} connect_timeout=1s "
+             . ($o{redis_opts} // '');
     my $http = <<"END";
-cost_cap_redis $o{redis} timeout=$self->{timeout} @{[$o{redis_opts} // '']};
+cost_cap_redis $o{redis} $opts;
 map \$http_x_tenant \$cap {
     ~^capped $self->{cap};
     default  100000;
