@@ -879,7 +879,8 @@ END
                               \ -?[\d.]+$/x } @l;
         next if $st eq '200' && !@odd
                 && $t =~ /\ncost_cap_settlement_drops_total \d+\n/
-                && $t =~ /\ncost_cap_redis_stalls_total \d+\n\z/;
+                && $t =~ /\ncost_cap_redis_stalls_total \d+\n/
+                && $t =~ /\n\z/;
         diag("$name: $f: status $st, " . scalar(@odd) . " odd lines: "
              . join("\n", @odd[0 .. 2])) unless $bad++;
     }

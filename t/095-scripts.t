@@ -4,7 +4,8 @@
 # ngx_cost_cap_module/scripts/, run as they are against a real
 # redis-server, without NGINX (EVAL of the file's bytes, and once with
 # redis-cli --eval); and the SHA1 the module calls them by is the one
-# Redis gives the file.
+# Redis gives the file.  (Of lease.lua and reserve.lua's leases, SPEC
+# section 13, only the give-backs: t/096 covers the rest.)
 #
 # Each script's KEYS and ARGV are documented at its top; the calls below
 # follow those comments.
@@ -27,8 +28,8 @@ for my $f (glob "$DIR/*.lua") {
     local $/;
     $LUA{$name} = <$fh>;
 }
-is_deeply([sort keys %LUA], [qw(cancel event reserve settle)],
-          'the four scripts');
+is_deeply([sort keys %LUA], [qw(cancel event lease reserve settle)],
+          'the scripts');
 
 my $r = start_redis();
 my $NOW = redis_time();
@@ -157,7 +158,8 @@ sub nkeys { my $p = shift; scalar grep { !/:op:/ } @{R('KEYS', "*{$p}*")} }
     ($res, my $m) = reserve(tag => 'mk', id => $id, est => 7,
                             win => [total('mk', 100)]);
     is(status($res), 1, 'reserve: admitted');
-    is(R('GET', $m), 'A:1', 'reserve: the marker says applied, and where');
+    is(R('GET', $m), 'A:1:0', 'reserve: the marker says applied, where '
+                              . '(mask 1), and no lease');
     my $pttl = R('PTTL', $m);
     ok($pttl > $MARKER_TTL - 5000 && $pttl <= $MARKER_TTL,
        "reserve: the marker lives ARGV[6] ms ($pttl)");
@@ -401,6 +403,42 @@ sub cancel {
     R('SET', $idem, "100:$m");
     cancel($m, 100, [$keys[0]], idem => $idem);
     is(R('EXISTS', $idem), 0, 'cancel: its own is freed');
+
+    # a reservation that took a lease: both given back, the lease gone
+    my $lease = "costcap:{$t}:lease:" . id();
+    R('SET', $keys[0], 5000);
+    $m = "costcap:{$t}:op:" . id();
+    R('SET', $m, 'A:1:1200', 'PX', 60000);
+    R('SET', $lease, 'L:1:1200', 'PX', 60000);
+    is(ev('cancel', [$m, $lease, $keys[0]], [100, $MARKER_TTL, 'l', 0]), 1,
+       'cancel: a reservation with a lease');
+    is(R('GET', $keys[0]), 5000 - 1300, 'cancel: ... its estimate and the '
+                                        . 'lease given back');
+    is(R('EXISTS', $lease), 0, 'cancel: ... the lease gone');
+}
+
+
+# -------------------------------------------------------------------------
+# lease.lua: what a worker did not use of a lease, once
+
+{
+    my $t = 'lease';
+    my @keys = ("costcap:{$t}:total:all", "costcap:{$t}:day:P");
+    R('SET', $_, 5000) for @keys;
+    my $lease = "costcap:{$t}:lease:" . id();
+    R('SET', $lease, 'L:3:1000', 'PX', 60000);
+    is(ev('lease', [$lease, @keys], [300, 0, 0]), 1, 'lease: given back');
+    is_deeply([map { R('GET', $_) } @keys], [4700, 4700],
+              'lease: ... what was not used, on every key');
+    is(ev('lease', [$lease, @keys], [300, 0, 0]), 0, 'lease: once');
+    is(R('GET', $keys[0]), 4700, 'lease: ... nothing more');
+    R('SET', $lease, 'L:3:1000', 'PX', 60000);
+    ev('lease', [$lease, @keys], [99999, 0, 0]);
+    is(R('GET', $keys[0]), 3700, 'lease: never more than the lease');
+    R('SET', $lease, 'L:3:1000', 'PX', 60000);
+    R('SET', $keys[0], 10);
+    ev('lease', [$lease, @keys], [1000, 0, 0]);
+    is(R('GET', $keys[0]), 0, 'lease: never below 0');
 }
 
 
@@ -531,7 +569,8 @@ END
     $mon->close;
     is($evalsha, $sha{reserve}, 'the module reserves by the SHA1 of '
                                 . 'reserve.lua');
-    is(scalar @loaded, 4, 'its handshake loaded the four scripts');
+    is(scalar @loaded, scalar keys %LUA, 'its handshake loaded every '
+                                         . 'script');
     for my $name (sort keys %sha) {
         is(R('SCRIPT', 'EXISTS', $sha{$name})->[0], 1,
            "$name.lua: the module loaded exactly the file's bytes");
