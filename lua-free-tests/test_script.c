@@ -160,6 +160,17 @@ test_reply_ok(void **state)
     set_str(&f.el[4], "12x");
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
     assert_int_equal(out.extra, 1);
+
+    /* a counter that is not a whole number: window 1 (from 1) */
+    f.top.elements = 4;
+    set_int(&f.el[0], CC_RESERVE_BAD_COUNTER);
+    set_int(&f.el[3], 1);
+    memset(&out, 0xa5, sizeof(out));
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.status, CC_RESERVE_BAD_COUNTER);
+    assert_int_equal(out.extra, 0);
+    assert_int_equal(out.nalerts, 0);
+    assert_int_equal(out.win[1].cap, -1);
 }
 
 

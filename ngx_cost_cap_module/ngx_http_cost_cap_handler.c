@@ -19,6 +19,7 @@ static ngx_int_t ngx_http_cost_cap_start(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static ngx_int_t ngx_http_cost_cap_media_type(ngx_http_request_t *r);
 static void ngx_http_cost_cap_body_handler(ngx_http_request_t *r);
+static void ngx_http_cost_cap_body_failed(ngx_http_cost_cap_ctx_t *ctx);
 static ngx_int_t ngx_http_cost_cap_price(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 static ngx_int_t ngx_http_cost_cap_extract(ngx_http_request_t *r,
@@ -114,6 +115,14 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
         break;
 
     case NGX_HTTP_COST_CAP_STATE_BODY:
+        /*
+         * Back here before the body was read: NGINX gave up reading it
+         * (too large, bad chunking, a temp file error) and an error_page
+         * sent the request on; it was neither priced nor charged.
+         */
+        ngx_http_cost_cap_body_failed(ctx);
+        return NGX_DECLINED;
+
     case NGX_HTTP_COST_CAP_STATE_REDIS:
         return NGX_AGAIN;
 
@@ -270,11 +279,33 @@ ngx_http_cost_cap_start(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
     rc = ngx_http_read_client_request_body(r, ngx_http_cost_cap_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_http_cost_cap_body_failed(ctx);
         return rc;
     }
 
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
+}
+
+
+/*
+ * NGINX answers the request itself: decided, so that an error_page to a
+ * location where cost_cap is on passes instead of waiting for a body that
+ * never comes.
+ */
+
+static void
+ngx_http_cost_cap_body_failed(ngx_http_cost_cap_ctx_t *ctx)
+{
+    ctx->state = NGX_HTTP_COST_CAP_STATE_DONE;
+
+    if (ctx->acted) {
+        return;
+    }
+
+    ctx->acted = 1;
+    ctx->result = NGX_HTTP_COST_CAP_INVALID;
+    ngx_http_cost_cap_count(results[ctx->result], 1);
 }
 
 
