@@ -367,6 +367,7 @@ ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf);
 void ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx);
 void ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv);
+void ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta);
 void ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv,
     int64_t unused);

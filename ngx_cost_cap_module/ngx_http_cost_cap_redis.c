@@ -47,6 +47,7 @@ static ngx_int_t ngx_http_cost_cap_conn_reply(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op, redisReply *reply);
 static ngx_int_t ngx_http_cost_cap_conn_internal(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op, redisReply *reply);
+static ngx_uint_t ngx_http_cost_cap_conn_routine(redisReply *reply);
 static void ngx_http_cost_cap_conn_stall_handler(ngx_event_t *ev);
 static void ngx_http_cost_cap_conn_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_cost_cap_conn_close(ngx_http_cost_cap_conn_t *c);
@@ -834,7 +835,7 @@ static ngx_int_t
 ngx_http_cost_cap_conn_reply(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op, redisReply *reply)
 {
-    ngx_uint_t  error;
+    ngx_uint_t  error, level;
 
     error = (reply->type == REDIS_REPLY_ERROR);
 
@@ -874,20 +875,36 @@ ngx_http_cost_cap_conn_reply(ngx_http_cost_cap_conn_t *c,
         return NGX_OK;
     }
 
-    ngx_http_cost_cap_count(redis_errors, 1);
+    /*
+     * Once until a command succeeds, not once per request; a Cluster's
+     * redirections and TRYAGAIN during a resharding are routine: info.
+     */
+    level = ngx_http_cost_cap_conn_routine(reply) ? NGX_LOG_INFO
+                                                  : NGX_LOG_ERR;
 
-    /* once until a command succeeds, not once per request */
     if (!c->erred) {
         c->erred = 1;
-        ngx_log_error(NGX_LOG_ERR, &c->log, 0,
-                      "cost_cap: redis %V answered: %*s",
+        ngx_log_error(level, &c->log, 0, "cost_cap: redis %V answered: %*s",
                       &c->addr.name, (size_t) reply->len, reply->str);
+    }
+
+    if (level == NGX_LOG_ERR) {
+        ngx_http_cost_cap_count(redis_errors, 1);
     }
 
     ngx_http_cost_cap_router_error(c, op, reply);
     cc_reply_free(reply);
 
     return c->state == NGX_HTTP_COST_CAP_CONN_DOWN ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_cost_cap_conn_routine(redisReply *reply)
+{
+    return (reply->len >= 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0)
+           || (reply->len >= 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0)
+           || (reply->len >= 8 && ngx_strncmp(reply->str, "TRYAGAIN", 8) == 0);
 }
 
 

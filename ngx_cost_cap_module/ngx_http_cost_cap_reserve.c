@@ -70,7 +70,7 @@ static void ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
 static void ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
     cc_reserve_reply_t *res);
 static void ngx_http_cost_cap_reserve_lost(ngx_http_cost_cap_op_t *op);
-static void ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *pl);
+
 static void ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op,
     redisReply *reply, ngx_uint_t event);
 static ngx_int_t ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op,
@@ -547,7 +547,7 @@ ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
               && res->mask != 0;
 
     if (charged && !pl->open) {
-        ngx_http_cost_cap_cancel(pl);
+        ngx_http_cost_cap_give_back(&pl->rsv);
         return;
     }
 
@@ -579,15 +579,15 @@ ngx_http_cost_cap_reserve_lost(ngx_http_cost_cap_op_t *op)
     }
 
     if (op->unknown && pl->rsv.mode != 'q') {
-        ngx_http_cost_cap_cancel(pl);
+        ngx_http_cost_cap_give_back(&pl->rsv);
     }
 }
 
 
 /* EVALSHA cancel: the marker, then every window's counter, in order */
 
-static void
-ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
+void
+ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *from)
 {
     ngx_uint_t                    i;
     ngx_http_cost_cap_op_t       *op;
@@ -595,12 +595,12 @@ ngx_http_cost_cap_cancel(ngx_http_cost_cap_payload_t *from)
     ngx_http_cost_cap_args_t      a;
     ngx_http_cost_cap_payload_t  *pl;
 
-    op = ngx_http_cost_cap_rsv_op(&from->rsv, NGX_HTTP_COST_CAP_KIND_CANCEL);
+    op = ngx_http_cost_cap_rsv_op(from, NGX_HTTP_COST_CAP_KIND_CANCEL);
     if (op == NULL) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "cost_cap: give-back of reservation %*s dropped: out "
                       "of memory", (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN,
-                      from->rsv.id);
+                      from->id);
         ngx_http_cost_cap_count(settle_drops, 1);
         return;
     }
@@ -665,6 +665,11 @@ ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv)
         return;
     }
 
+    /* the periods of when it was served, not of when Redis is back */
+    if (!rsv->built) {
+        ngx_http_cost_cap_periods(rsv, NULL);
+    }
+
     op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_FORCE);
     if (op == NULL) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -677,11 +682,6 @@ ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv)
 
     ngx_http_cost_cap_payload(op)->rsv.mode = 'f';
     ngx_http_cost_cap_payload(op)->amount = rsv->estimate;
-
-    /* the periods of when it was served, not of when Redis is back */
-    if (!rsv->built) {
-        ngx_http_cost_cap_periods(&ngx_http_cost_cap_payload(op)->rsv, NULL);
-    }
 
     op->build = ngx_http_cost_cap_reserve_build;
 

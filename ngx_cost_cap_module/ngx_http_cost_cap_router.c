@@ -5,8 +5,10 @@
  *   single    the one node of cost_cap_redis;
  *   sentinel  the master the Sentinels name (SENTINEL
  *             get-master-addr-by-name, checked with ROLE), found again on
- *             -READONLY, a connection loss or a +switch-master message of
- *             the Sentinel this worker stays subscribed on;
+ *             -READONLY, a connection loss or a +switch-master message;
+ *             the worker stays subscribed on every Sentinel, since only
+ *             the one that leads a failover says when it promotes a
+ *             replica, and from then on the old master's writes are lost;
  *   cluster   the master of the operation's hash slot, from a slot map
  *             built from CLUSTER SLOTS (as hiredis-cluster and redis-py
  *             do): MOVED updates it and sends again, ASK sends ASKING and
@@ -52,7 +54,7 @@ typedef struct {
     ngx_uint_t                 nsentinels;
     ngx_uint_t                 sentinel;    /* the one asked */
     ngx_uint_t                 asked;       /* in this round */
-    ngx_http_cost_cap_conn_t  *subscriber;
+
     ngx_event_t                discover;
     ngx_msec_t                 discover_backoff;
 
@@ -97,8 +99,6 @@ static void ngx_http_cost_cap_router_master_addr(ngx_http_cost_cap_op_t *op,
     redisReply *reply, ngx_uint_t event);
 static void ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
     ngx_str_t *host, ngx_str_t *port);
-static void ngx_http_cost_cap_router_subscribe(ngx_http_cost_cap_router_t *rt,
-    ngx_http_cost_cap_conn_t *sentinel);
 static void ngx_http_cost_cap_router_promoting(ngx_http_cost_cap_router_t *rt,
     ngx_http_cost_cap_conn_t *c, redisReply *msg);
 static ngx_int_t ngx_http_cost_cap_router_parse(ngx_str_t *host,
@@ -189,6 +189,20 @@ ngx_http_cost_cap_router_init(ngx_cycle_t *cycle)
             if (rt->sentinels[i] == NULL) {
                 return NGX_ERROR;
             }
+        }
+
+        /*
+         * Every Sentinel tells this worker of a failover as it happens:
+         * the leader alone says when it promotes a replica.
+         */
+        for (i = 0; i < rt->nsentinels; i++) {
+            c = ngx_http_cost_cap_router_add(rt, &addr[i],
+                                           NGX_HTTP_COST_CAP_CONN_SUBSCRIBER);
+            if (c == NULL) {
+                return NGX_ERROR;
+            }
+
+            (void) ngx_http_cost_cap_conn_connect(c);
         }
 
         /* the master's address comes from a Sentinel */
@@ -1056,12 +1070,6 @@ ngx_http_cost_cap_router_master_addr(ngx_http_cost_cap_op_t *op,
     rt->asked = 0;
     rt->discover_backoff = 0;
 
-    if (rt->subscriber == NULL
-        || rt->subscriber->state == NGX_HTTP_COST_CAP_CONN_DOWN)
-    {
-        ngx_http_cost_cap_router_subscribe(rt, sentinel);
-    }
-
     ngx_http_cost_cap_router_switch(rt, &host, &port);
 }
 
@@ -1131,42 +1139,6 @@ ngx_http_cost_cap_router_switch(ngx_http_cost_cap_router_t *rt,
     if (c->state == NGX_HTTP_COST_CAP_CONN_UP && c->handshake == 0) {
         ngx_http_cost_cap_router_flush(rt, &rt->waiting);
     }
-}
-
-
-/* one Sentinel tells this worker of a failover as it happens */
-
-static void
-ngx_http_cost_cap_router_subscribe(ngx_http_cost_cap_router_t *rt,
-    ngx_http_cost_cap_conn_t *sentinel)
-{
-    ngx_http_cost_cap_conn_t  *c;
-
-    c = rt->subscriber;
-
-    if (c == NULL) {
-        c = ngx_http_cost_cap_router_add(rt, &sentinel->addr,
-                                         NGX_HTTP_COST_CAP_CONN_SUBSCRIBER);
-        if (c == NULL) {
-            return;
-        }
-
-        rt->subscriber = c;
-
-    } else {
-        c->addr = sentinel->addr;
-
-        if (sentinel->addr.sockaddr) {
-            ngx_http_cost_cap_conn_set_addr(c, sentinel->addr.sockaddr,
-                                            sentinel->addr.socklen);
-        }
-
-        if (c->reconnect.timer_set) {
-            ngx_del_timer(&c->reconnect);
-        }
-    }
-
-    (void) ngx_http_cost_cap_conn_connect(c);
 }
 
 
@@ -1340,8 +1312,6 @@ ngx_http_cost_cap_router_down(ngx_http_cost_cap_conn_t *c)
             rt->known = 0;
             ngx_http_cost_cap_router_discover(rt);
 
-        } else if (c == rt->subscriber) {
-            rt->asked = 0;
         }
 
         break;

@@ -26,7 +26,25 @@ ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_cost_cap_get_ctx(r);
 
-    if (ctx == NULL || !ctx->reserved || ctx->settled) {
+    if (ctx == NULL || ctx->settled) {
+        return NGX_OK;
+    }
+
+    /*
+     * Admitted unreserved (cost_cap_on_error open): it is charged once
+     * Redis answers, by its id; a refund takes that back, whichever comes
+     * first.  (Its actual cost is not known to Redis: it stays charged at
+     * the estimate.)
+     */
+    if (!ctx->reserved) {
+        if (ctx->result == NGX_HTTP_COST_CAP_ERROR_OPEN && ctx->rsv.nwin
+            && ngx_http_cost_cap_delta(r, ctx, &delta) == NGX_OK
+            && delta == -ctx->estimate.cost && delta != 0)
+        {
+            ctx->settled = 1;
+            ngx_http_cost_cap_give_back(&ctx->rsv);
+        }
+
         return NGX_OK;
     }
 

@@ -145,6 +145,11 @@ location /open-cap/ {
     cost_cap_limit 0.1 per=total;
     proxy_pass http://backend;
 }
+location /open-slow/ {
+    cost_cap on;
+    cost_cap_on_error open;
+    proxy_pass http://127.0.0.1:$SLOW_PORT;
+}
 location /slow/ {
     cost_cap on;
     cost_cap_actual \$upstream_http_x_gpu_seconds;
@@ -533,6 +538,29 @@ scenario('3c: open, Redis down: charged when it is back', sub {
     ok(poll_until(sub { spent() == 3 * $E }, 5),
        "$name: the three are charged once Redis is back (it restarted "
        . 'empty)') or diag('total ' . spent());
+    $n->stop;
+    no_crash($n, $name);
+});
+
+scenario('3d: open, Redis down: a refund status takes the charge back', sub {
+    my $name = shift;
+    my $r = start_redis();
+    my $n = gateway(http_config => http_conf("127.0.0.1:$r->{port}",
+                                                 'timeout=200ms'),
+                        config => $LOC);
+    is($n->request(req(uri => '/open/videos'))->{status}, 200,
+       "$name: admitted before");
+    $r->stop;
+    is($n->request(req(uri => '/open-slow/videos?status=502'))->{status}, 502,
+       "$name: admitted while Redis is down, the backend fails");
+    is($n->request(req(uri => '/open-slow/videos'))->{status}, 200,
+       "$name: admitted while Redis is down, the backend answers");
+    $r->start;
+    ok(poll_until(sub { spent() == $E }, 5),
+       "$name: only the one served is charged once Redis is back")
+        or diag('total ' . spent());
+    sleep 0.3;
+    is(spent(), $E, "$name: and nothing more later");
     $n->stop;
     no_crash($n, $name);
 });
