@@ -84,6 +84,16 @@ static void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
     const char *fmt, ...);
 static void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
+static void ngx_http_cost_cap_arg_op(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, u_char *id);
+static void ngx_http_cost_cap_arg_cat(ngx_http_cost_cap_args_t *a,
+    u_char *key, size_t key_len, const char *name, u_char *s, size_t len);
+static void ngx_http_cost_cap_arg_add(ngx_http_cost_cap_args_t *a, u_char *s,
+    size_t len);
+static void ngx_http_cost_cap_arg_end(ngx_http_cost_cap_args_t *a,
+    u_char *start);
+static void ngx_http_cost_cap_arg_num(ngx_http_cost_cap_args_t *a,
+    int64_t v);
 static void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv);
 static void ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
@@ -271,16 +281,17 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
         layout[n++] = 'l';
     }
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + n + rsv->nwin);
-    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
-                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+    ngx_http_cost_cap_arg_num(&a, 1 + n + rsv->nwin);
+    ngx_http_cost_cap_arg_op(&a, rsv, rsv->id);
 
     if (rsv->caps) {
-        ngx_http_cost_cap_arg_fmt(&a, "%*scaps", rsv->tkey_len, rsv->tkey);
+        ngx_http_cost_cap_arg_cat(&a, rsv->tkey, rsv->tkey_len, "caps",
+                                  NULL, 0);
     }
 
     if (rsv->pcaps) {
-        ngx_http_cost_cap_arg_fmt(&a, "%*scaps", rsv->pkey_len, rsv->pkey);
+        ngx_http_cost_cap_arg_cat(&a, rsv->pkey, rsv->pkey_len, "caps",
+                                  NULL, 0);
     }
 
     if (rsv->idem_len) {
@@ -288,7 +299,8 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
     }
 
     if (rsv->thresholds) {
-        ngx_http_cost_cap_arg_fmt(&a, "%*salerts", rsv->pkey_len, rsv->pkey);
+        ngx_http_cost_cap_arg_cat(&a, rsv->pkey, rsv->pkey_len, "alerts",
+                                  NULL, 0);
     }
 
     if (rsv->lease_max) {
@@ -300,12 +312,12 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
     }
 
     ngx_http_cost_cap_arg(&a, &rsv->mode, 1);
-    ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
+    ngx_http_cost_cap_arg_num(&a, rsv->estimate);
     ngx_http_cost_cap_arg(&a, layout, n);
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->nwin);
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->ntenant);
-    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->idem_ttl);
+    ngx_http_cost_cap_arg_num(&a, rsv->nwin);
+    ngx_http_cost_cap_arg_num(&a, rsv->ntenant);
+    ngx_http_cost_cap_arg_num(&a, NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg_num(&a, rsv->idem_ttl);
 
     if (rsv->thresholds) {
         ngx_http_cost_cap_arg(&a, rsv->thresholds->data,
@@ -337,17 +349,17 @@ ngx_http_cost_cap_reserve_build(ngx_http_cost_cap_op_t *op,
             ngx_http_cost_cap_arg(&a, (u_char *) "", 0);
 
         } else {
-            ngx_http_cost_cap_arg_fmt(&a, "%L", w->limit);
+            ngx_http_cost_cap_arg_num(&a, w->limit);
         }
 
-        ngx_http_cost_cap_arg_fmt(&a, "%L", w->start);
-        ngx_http_cost_cap_arg_fmt(&a, "%L", w->end);
+        ngx_http_cost_cap_arg_num(&a, w->start);
+        ngx_http_cost_cap_arg_num(&a, w->end);
     }
 
     if (rsv->lease_max) {
-        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->lease_max);
-        ngx_http_cost_cap_arg_fmt(&a, "%ui", rsv->lease_headroom);
-        ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_LEASE_TTL);
+        ngx_http_cost_cap_arg_num(&a, rsv->lease_max);
+        ngx_http_cost_cap_arg_num(&a, rsv->lease_headroom);
+        ngx_http_cost_cap_arg_num(&a, NGX_HTTP_COST_CAP_LEASE_TTL);
     }
 
     if (a.p > a.last) {
@@ -616,11 +628,10 @@ ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *from)
 
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_CANCEL);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (rsv->idem_len != 0)
+    ngx_http_cost_cap_arg_num(&a, 1 + (rsv->idem_len != 0)
                                          + (rsv->lease_max != 0)
                                          + rsv->nwin);
-    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
-                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+    ngx_http_cost_cap_arg_op(&a, rsv, rsv->id);
 
     if (rsv->idem_len) {
         ngx_http_cost_cap_arg_idem(&a, rsv);
@@ -634,13 +645,13 @@ ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *from)
         ngx_http_cost_cap_arg_key(&a, rsv, i);
     }
 
-    ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->estimate);
-    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg_num(&a, rsv->estimate);
+    ngx_http_cost_cap_arg_num(&a, NGX_HTTP_COST_CAP_MARKER_TTL);
     ngx_http_cost_cap_arg_fmt(&a, "%s%s", rsv->idem_len ? "i" : "",
                               rsv->lease_max ? "l" : "");
 
     for (i = 0; i < rsv->nwin; i++) {
-        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+        ngx_http_cost_cap_arg_num(&a, rsv->win[i].end
                                             ? rsv->win[i].end + 86400 : 0);
     }
 
@@ -728,11 +739,9 @@ ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
     /* a refund of the whole reservation frees its idempotency key */
     idem = (rsv->idem_len && delta == -rsv->estimate);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + idem
+    ngx_http_cost_cap_arg_num(&a, 1 + idem
                               + (ngx_uint_t) __builtin_popcountll(rsv->mask));
-    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
-                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN,
-                              pl->settle_id);
+    ngx_http_cost_cap_arg_op(&a, rsv, pl->settle_id);
 
     if (idem) {
         ngx_http_cost_cap_arg_idem(&a, rsv);
@@ -744,15 +753,14 @@ ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta)
         }
     }
 
-    ngx_http_cost_cap_arg_fmt(&a, "%L", delta);
-    ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+    ngx_http_cost_cap_arg_num(&a, delta);
+    ngx_http_cost_cap_arg_num(&a, NGX_HTTP_COST_CAP_MARKER_TTL);
     ngx_http_cost_cap_arg(&a, (u_char *) "i", idem);
-    ngx_http_cost_cap_arg_fmt(&a, "%*sop:%*s", rsv->pkey_len, rsv->pkey,
-                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, rsv->id);
+    ngx_http_cost_cap_arg_op(&a, rsv, rsv->id);
 
     for (i = 0; i < rsv->nwin; i++) {
         if (rsv->mask & ((uint64_t) 1 << i)) {
-            ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+            ngx_http_cost_cap_arg_num(&a, rsv->win[i].end
                                                 ? rsv->win[i].end + 86400
                                                 : 0);
         }
@@ -790,7 +798,7 @@ ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv, int64_t unused)
 
     ngx_http_cost_cap_arg_script(&a, op, NGX_HTTP_COST_CAP_LUA_LEASE);
 
-    ngx_http_cost_cap_arg_fmt(&a, "%ui", 1 + (ngx_uint_t)
+    ngx_http_cost_cap_arg_num(&a, 1 + (ngx_uint_t)
                                          __builtin_popcountll(rsv->mask));
     ngx_http_cost_cap_arg_lease(&a, rsv, rsv->id);
 
@@ -800,11 +808,11 @@ ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv, int64_t unused)
         }
     }
 
-    ngx_http_cost_cap_arg_fmt(&a, "%L", unused);
+    ngx_http_cost_cap_arg_num(&a, unused);
 
     for (i = 0; i < rsv->nwin; i++) {
         if (rsv->mask & ((uint64_t) 1 << i)) {
-            ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->win[i].end
+            ngx_http_cost_cap_arg_num(&a, rsv->win[i].end
                                                 ? rsv->win[i].end + 86400
                                                 : 0);
         }
@@ -928,7 +936,7 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
         ngx_http_cost_cap_arg(&a, stream.data, stream.len);
         ngx_http_cost_cap_arg_fmt(&a, "{%V}:op:%*s", &stream,
                                   (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, id);
-        ngx_http_cost_cap_arg_fmt(&a, "%d", NGX_HTTP_COST_CAP_MARKER_TTL);
+        ngx_http_cost_cap_arg_num(&a, NGX_HTTP_COST_CAP_MARKER_TTL);
         ngx_http_cost_cap_arg(&a, (u_char *) "100000", 6);
 
         ngx_http_cost_cap_arg(&a, (u_char *) "tenant", 6);
@@ -943,13 +951,13 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
         ngx_http_cost_cap_arg(&a, (u_char *) "period", 6);
         ngx_http_cost_cap_arg(&a, w->period, w->period_len);
         ngx_http_cost_cap_arg(&a, (u_char *) "percent", 7);
-        ngx_http_cost_cap_arg_fmt(&a, "%ui", (ngx_uint_t) al->percent);
+        ngx_http_cost_cap_arg_num(&a, (ngx_uint_t) al->percent);
         ngx_http_cost_cap_arg(&a, (u_char *) "spent", 5);
-        ngx_http_cost_cap_arg_fmt(&a, "%L", w->spent + rsv->estimate);
+        ngx_http_cost_cap_arg_num(&a, w->spent + rsv->estimate);
         ngx_http_cost_cap_arg(&a, (u_char *) "limit", 5);
-        ngx_http_cost_cap_arg_fmt(&a, "%L", w->cap);
+        ngx_http_cost_cap_arg_num(&a, w->cap);
         ngx_http_cost_cap_arg(&a, (u_char *) "time", 4);
-        ngx_http_cost_cap_arg_fmt(&a, "%L", rsv->now);
+        ngx_http_cost_cap_arg_num(&a, rsv->now);
 
         pl->amount = 0;
 
@@ -1040,6 +1048,7 @@ ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a, const char *fmt, ...)
     va_list   args;
 
     if (a->p >= a->last) {
+        a->p = a->last + 1;
         return;
     }
 
@@ -1063,8 +1072,8 @@ static void
 ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, u_char *id)
 {
-    ngx_http_cost_cap_arg_fmt(a, "%*slease:%*s", rsv->pkey_len, rsv->pkey,
-                              (size_t) NGX_HTTP_COST_CAP_OP_ID_LEN, id);
+    ngx_http_cost_cap_arg_cat(a, rsv->pkey, rsv->pkey_len, "lease:", id,
+                              NGX_HTTP_COST_CAP_OP_ID_LEN);
 }
 
 
@@ -1074,8 +1083,8 @@ static void
 ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv)
 {
-    ngx_http_cost_cap_arg_fmt(a, "%*sidem:%*s", rsv->tkey_len, rsv->tkey,
-                              rsv->idem_len, rsv->idem);
+    ngx_http_cost_cap_arg_cat(a, rsv->tkey, rsv->tkey_len, "idem:",
+                              rsv->idem, rsv->idem_len);
 }
 
 
@@ -1085,18 +1094,109 @@ static void
 ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i)
 {
+    u_char                   *start;
+    const char               *name;
     ngx_http_cost_cap_win_t  *w;
 
     w = &rsv->win[i];
+    name = cc_window_name(w->window);
+
+    start = a->p;
 
     if (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) {
-        ngx_http_cost_cap_arg_fmt(a, "%*s%s:%*s", rsv->pkey_len, rsv->pkey,
-                                  cc_window_name(w->window),
-                                  (size_t) w->period_len, w->period);
+        ngx_http_cost_cap_arg_add(a, rsv->pkey, rsv->pkey_len);
+
+    } else {
+        ngx_http_cost_cap_arg_add(a, rsv->tkey, rsv->tkey_len);
+    }
+
+    ngx_http_cost_cap_arg_add(a, (u_char *) name, ngx_strlen(name));
+    ngx_http_cost_cap_arg_add(a, (u_char *) ":", 1);
+    ngx_http_cost_cap_arg_add(a, w->period, w->period_len);
+
+    ngx_http_cost_cap_arg_end(a, start);
+}
+
+
+/* costcap:{TAG}:op:ID, an operation's marker */
+
+static void
+ngx_http_cost_cap_arg_op(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, u_char *id)
+{
+    ngx_http_cost_cap_arg_cat(a, rsv->pkey, rsv->pkey_len, "op:", id,
+                              NGX_HTTP_COST_CAP_OP_ID_LEN);
+}
+
+
+/* a key of three pieces: the tag's prefix, a name, an id */
+
+static void
+ngx_http_cost_cap_arg_cat(ngx_http_cost_cap_args_t *a, u_char *key,
+    size_t key_len, const char *name, u_char *s, size_t len)
+{
+    u_char  *start;
+
+    start = a->p;
+
+    ngx_http_cost_cap_arg_add(a, key, key_len);
+    ngx_http_cost_cap_arg_add(a, (u_char *) name, ngx_strlen(name));
+    ngx_http_cost_cap_arg_add(a, s, len);
+
+    ngx_http_cost_cap_arg_end(a, start);
+}
+
+
+/* an argument made in the buffer, piece by piece: no printf on the way */
+
+static void
+ngx_http_cost_cap_arg_add(ngx_http_cost_cap_args_t *a, u_char *s, size_t len)
+{
+    if (a->p > a->last || (size_t) (a->last - a->p) < len) {
+        a->p = a->last + 1;
         return;
     }
 
-    ngx_http_cost_cap_arg_fmt(a, "%*s%s:%*s", rsv->tkey_len, rsv->tkey,
-                              cc_window_name(w->window),
-                              (size_t) w->period_len, w->period);
+    if (len) {
+        a->p = ngx_cpymem(a->p, s, len);
+    }
+}
+
+
+static void
+ngx_http_cost_cap_arg_end(ngx_http_cost_cap_args_t *a, u_char *start)
+{
+    if (a->p > a->last) {
+        return;
+    }
+
+    ngx_http_cost_cap_arg(a, start, a->p - start);
+}
+
+
+static void
+ngx_http_cost_cap_arg_num(ngx_http_cost_cap_args_t *a, int64_t v)
+{
+    u_char    tmp[NGX_INT64_LEN], *p, *start;
+    uint64_t  u;
+
+    if (a->p > a->last) {
+        return;
+    }
+
+    start = a->p;
+    u = (v < 0) ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
+    p = tmp + sizeof(tmp);
+
+    do {
+        *--p = (u_char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    if (v < 0) {
+        ngx_http_cost_cap_arg_add(a, (u_char *) "-", 1);
+    }
+
+    ngx_http_cost_cap_arg_add(a, p, tmp + sizeof(tmp) - p);
+    ngx_http_cost_cap_arg_end(a, start);
 }
