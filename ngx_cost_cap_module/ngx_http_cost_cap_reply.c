@@ -7,8 +7,8 @@
 #include "ngx_http_cost_cap_module.h"
 
 
-static u_char *ngx_http_cost_cap_json_usd(u_char *p, const char *name,
-    int64_t micro);
+#define ngx_http_cost_cap_lit(p, s)  ngx_cpymem(p, s, sizeof(s) - 1)
+
 static ngx_int_t ngx_http_cost_cap_error_page(ngx_http_request_t *r,
     ngx_uint_t status);
 
@@ -82,8 +82,9 @@ ngx_int_t
 ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx)
 {
-    u_char                   *body, *p, usd[3][CC_DECIMAL_MAX_LEN];
-    size_t                    len, l[3];
+    u_char                   *body, *p, *retry_after;
+    u_char                    usd[3][CC_DECIMAL_MAX_LEN];
+    size_t                    len, l[3], retry_after_len;
     int64_t                   reset;
     ngx_str_t                 window;
     const char               *level;
@@ -96,14 +97,19 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
     window.data = (u_char *) cc_window_name(w->window);
     window.len = ngx_strlen(window.data);
 
+    retry_after = NULL;
+    retry_after_len = 0;
+
     if (reset >= 0) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-        if (p == NULL) {
+        retry_after = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (retry_after == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ngx_http_cost_cap_set_header(r, "Retry-After", p,
-                                         ngx_sprintf(p, "%L", reset) - p)
+        retry_after_len = ngx_sprintf(retry_after, "%L", reset) - retry_after;
+
+        if (ngx_http_cost_cap_set_header(r, "Retry-After", retry_after,
+                                         retry_after_len)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -143,23 +149,41 @@ ngx_http_cost_cap_send_exceeded(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(body, "{\"error\":{\"type\":\"insufficient_quota\","
-                    "\"code\":\"cost_cap_exceeded\",\"message\":\"Spend cap "
-                    "exceeded for tenant \\\"%V\\\": the %V window allows %*s "
-                    "USD and %*s USD is spent; this request is estimated at "
-                    "%*s USD.\",\"param\":null,\"tenant\":\"%V\","
-                    "\"level\":\"%s\",\"window\":\"%V\"",
-                    &ctx->tenant, &window, l[0], usd[0], l[1], usd[1],
-                    l[2], usd[2], &ctx->tenant, level, &window);
-    p = ngx_http_cost_cap_json_usd(p, "limit", w->cap);
-    p = ngx_http_cost_cap_json_usd(p, "spent", w->spent);
-    p = ngx_http_cost_cap_json_usd(p, "estimate", ctx->estimate.cost);
+    /* piece by piece: a runaway tenant is answered this many times */
+    p = ngx_http_cost_cap_lit(body, "{\"error\":{\"type\":"
+                              "\"insufficient_quota\",\"code\":"
+                              "\"cost_cap_exceeded\",\"message\":"
+                              "\"Spend cap exceeded for tenant \\\"");
+    p = ngx_cpymem(p, ctx->tenant.data, ctx->tenant.len);
+    p = ngx_http_cost_cap_lit(p, "\\\": the ");
+    p = ngx_cpymem(p, window.data, window.len);
+    p = ngx_http_cost_cap_lit(p, " window allows ");
+    p = ngx_cpymem(p, usd[0], l[0]);
+    p = ngx_http_cost_cap_lit(p, " USD and ");
+    p = ngx_cpymem(p, usd[1], l[1]);
+    p = ngx_http_cost_cap_lit(p, " USD is spent; this request is estimated"
+                              " at ");
+    p = ngx_cpymem(p, usd[2], l[2]);
+    p = ngx_http_cost_cap_lit(p, " USD.\",\"param\":null,\"tenant\":\"");
+    p = ngx_cpymem(p, ctx->tenant.data, ctx->tenant.len);
+    p = ngx_http_cost_cap_lit(p, "\",\"level\":\"");
+    p = ngx_cpymem(p, level, ngx_strlen(level));
+    p = ngx_http_cost_cap_lit(p, "\",\"window\":\"");
+    p = ngx_cpymem(p, window.data, window.len);
+    p = ngx_http_cost_cap_lit(p, "\",\"limit\":");
+    p = ngx_cpymem(p, usd[0], l[0]);
+    p = ngx_http_cost_cap_lit(p, ",\"spent\":");
+    p = ngx_cpymem(p, usd[1], l[1]);
+    p = ngx_http_cost_cap_lit(p, ",\"estimate\":");
+    p = ngx_cpymem(p, usd[2], l[2]);
 
     if (reset >= 0) {
-        p = ngx_sprintf(p, ",\"reset_in\":%L}}\n", reset);
+        p = ngx_http_cost_cap_lit(p, ",\"reset_in\":");
+        p = ngx_cpymem(p, retry_after, retry_after_len);
+        p = ngx_http_cost_cap_lit(p, "}}\n");
 
     } else {
-        p = ngx_cpymem(p, ",\"reset_in\":null}}\n", 19);
+        p = ngx_http_cost_cap_lit(p, ",\"reset_in\":null}}\n");
     }
 
     return ngx_http_cost_cap_send_json(r, NGX_HTTP_TOO_MANY_REQUESTS, body,
@@ -288,14 +312,6 @@ ngx_http_cost_cap_json_string(u_char *p, ngx_str_t *s)
     *p++ = '"';
 
     return p;
-}
-
-
-static u_char *
-ngx_http_cost_cap_json_usd(u_char *p, const char *name, int64_t micro)
-{
-    p = ngx_sprintf(p, ",\"%s\":", name);
-    return p + cc_decimal_format(micro, (char *) p);
 }
 
 
