@@ -160,6 +160,19 @@ test_reply_ok(void **state)
     set_str(&f.el[4], "12x");
     assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
     assert_int_equal(out.extra, 1);
+    assert_int_equal(out.bad_len, 3);
+    assert_memory_equal(out.bad, "12x", 3);
+
+    /* kept for the log: printable, without quotes, and short */
+    set_str(&f.el[4], "a\"b\n\xff");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.bad_len, 5);
+    assert_memory_equal(out.bad, "a?b??", 5);
+
+    set_str(&f.el[4], "1234567890123456789012345678901234567890"
+                      "1234567890123456789012345678901234567890");
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.bad_len, CC_RESERVE_BAD_MAX);
 
     /* a counter that is not a whole number: window 1 (from 1) */
     f.top.elements = 4;

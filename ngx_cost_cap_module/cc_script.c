@@ -22,6 +22,8 @@ static void *cc_reply_array(const redisReadTask *task, int elements);
 static void *cc_reply_integer(const redisReadTask *task, long long value);
 static void *cc_reply_nil(const redisReadTask *task);
 static void cc_reply_free_tree(redisReply *r);
+static void cc_reserve_bad_copy(cc_reserve_reply_t *out,
+    const redisReply *value);
 
 
 redisReplyObjectFunctions  cc_reply_functions = {
@@ -119,6 +121,7 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
 
     memset(out, 0, offsetof(cc_reserve_reply_t, win));
     out->nalerts = 0;
+    out->bad_len = 0;
 
     /* the short answers say nothing of the windows: none is enforced */
     for (i = 0; i < nwin; i++) {
@@ -172,6 +175,10 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
             out->extra--;
         }
 
+        if (out->status == CC_RESERVE_BAD_CAP && reply->elements > 4) {
+            cc_reserve_bad_copy(out, reply->element[4]);
+        }
+
         return (out->extra < 0) ? -1 : 0;
 
     case CC_RESERVE_STALE:
@@ -222,6 +229,27 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
     }
 
     return 0;
+}
+
+
+/*
+ * The value of a malformed cap, for the log: an operator's text, kept
+ * short and printable (anything else becomes '?').
+ */
+
+static void
+cc_reserve_bad_copy(cc_reserve_reply_t *out, const redisReply *value)
+{
+    size_t         i;
+    unsigned char  c;
+
+    out->bad_len = value->len < CC_RESERVE_BAD_MAX ? value->len
+                                                   : CC_RESERVE_BAD_MAX;
+
+    for (i = 0; i < out->bad_len; i++) {
+        c = (unsigned char) value->str[i];
+        out->bad[i] = (c >= 0x20 && c < 0x7f && c != '"') ? (char) c : '?';
+    }
 }
 
 

@@ -15,6 +15,7 @@
 /* a tenant's windows and its parent's */
 #define CC_RESERVE_WIN_MAX      (2 * CC_WIN_MAX)
 #define CC_RESERVE_ALERT_MAX    16
+#define CC_RESERVE_BAD_MAX      64      /* of a malformed cap, kept */
 
 /* the status of scripts/reserve.lua */
 #define CC_RESERVE_REFUSED       0
@@ -53,6 +54,8 @@ typedef struct {
     cc_window_reply_t  win[CC_RESERVE_WIN_MAX];
     size_t          nalerts;
     cc_alert_reply_t   alerts[CC_RESERVE_ALERT_MAX];
+    size_t          bad_len;        /* BAD_CAP: the value, printable */
+    char            bad[CC_RESERVE_BAD_MAX];
 } cc_reserve_reply_t;
 
 

@@ -184,6 +184,42 @@ ngx_http_cost_cap_level(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
 
 
 /*
+ * What Redis holds is not an amount: a cap in a caps hash, or a counter.
+ * The log names the key (the tenant's or the parent's), so that an
+ * operator finds what to fix.
+ */
+
+void
+ngx_http_cost_cap_bad_budget(ngx_http_cost_cap_ctx_t *ctx)
+{
+    u_char                   *key;
+    size_t                    len;
+    ngx_http_cost_cap_rsv_t  *rsv;
+    ngx_http_cost_cap_win_t  *w;
+
+    rsv = &ctx->rsv;
+    w = &rsv->win[rsv->bad];
+
+    key = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? rsv->pkey : rsv->tkey;
+    len = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? rsv->pkey_len
+                                                       : rsv->tkey_len;
+
+    if (rsv->status == CC_RESERVE_BAD_CAP) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "cost_cap: cap \"%*s\" in %*scaps field %s is not an "
+                      "amount (tenant \"%V\")", ctx->bad_len, ctx->bad,
+                      len, key, cc_window_name(w->window), &ctx->tenant);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "cost_cap: counter %*s%s:%*s is not an amount (tenant "
+                  "\"%V\")", len, key, cc_window_name(w->window),
+                  (size_t) w->period_len, w->period, &ctx->tenant);
+}
+
+
+/*
  * A quote or a status: {"estimate": USD, "gpu_seconds": N, "model": "...",
  * "admit": true|false, "windows": [...]}, or {"windows": [...]}.
  */

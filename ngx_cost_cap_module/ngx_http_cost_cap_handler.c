@@ -1085,12 +1085,7 @@ ngx_http_cost_cap_decide(ngx_http_cost_cap_ctx_t *ctx,
 
     case CC_RESERVE_BAD_CAP:
     case CC_RESERVE_BAD_COUNTER:
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "cost_cap: %s of tenant \"%V\" for window %s in "
-                      "Redis is not an amount",
-                      rsv->status == CC_RESERVE_BAD_CAP ? "cap" : "counter",
-                      &ctx->tenant,
-                      cc_window_name(rsv->win[rsv->bad].window));
+        ngx_http_cost_cap_bad_budget(ctx);
 
         rsv->mask = 0;
         ngx_http_cost_cap_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,

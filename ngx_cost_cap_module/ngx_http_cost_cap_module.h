@@ -316,6 +316,8 @@ typedef struct {
     ngx_http_cost_cap_rsv_t     rsv;
     ngx_int_t                   bind;           /* index into rsv.win: the
                                                    one reported, -1 none */
+    size_t                      bad_len;        /* a malformed cap's value */
+    u_char                      bad[CC_RESERVE_BAD_MAX];
     unsigned                    reserved:1;
     unsigned                    estimated:1;
     unsigned                    acted:1;
@@ -346,6 +348,7 @@ ngx_int_t ngx_http_cost_cap_budget(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 ngx_int_t ngx_http_cost_cap_parent(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
+void ngx_http_cost_cap_bad_budget(ngx_http_cost_cap_ctx_t *ctx);
 ngx_int_t ngx_http_cost_cap_send_windows(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx);
 

@@ -530,6 +530,8 @@ ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
             || res->status == CC_RESERVE_BAD_COUNTER)
         {
             rsv->bad = (ngx_uint_t) res->extra % rsv->nwin;
+            ctx->bad_len = res->bad_len;
+            ngx_memcpy(ctx->bad, res->bad, res->bad_len);
         }
     }
 

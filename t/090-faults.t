@@ -815,8 +815,10 @@ scenario('6a: a counter that is not a whole number', sub {
     json_matches($res->{body}, err('cost_cap_misconfigured', undef),
                  "$name: cost_cap_misconfigured");
     is(redis()->cmd('GET', total_key()), '1.5', "$name: nothing written");
-    like($n->error_log, qr/counter of tenant "\Q$TENANT\E" for window total/,
-         "$name: logged, naming the tenant and window");
+    my $key = total_key();
+    like($n->error_log,
+         qr/counter \Q$key\E is not an amount \(tenant "\Q$TENANT\E"\)/,
+         "$name: logged, naming the key (the window's) and the tenant");
     $n->stop;
     no_crash($n, $name);
 });
