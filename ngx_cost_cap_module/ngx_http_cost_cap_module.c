@@ -690,30 +690,38 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         cmcf->enabled = 1;
     }
 
-    if (!conf->enable) {
+    if (conf->enable) {
+        if (conf->tenant == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"cost_cap on\" requires "
+                               "\"cost_cap_tenant\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->models == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"cost_cap on\" requires at least one "
+                               "\"cost_cap_model\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_cost_cap_merge_when(cf, conf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the Redis client exists only where cost_cap is on somewhere */
+        cmcf->enabled = 1;
+
+    } else if (conf->quote == 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"cost_cap_quote on\" requires \"cost_cap on\"");
+        return NGX_CONF_ERROR;
+
+    } else if (!conf->status_on) {
         return NGX_CONF_OK;
     }
 
-    if (conf->tenant == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"cost_cap on\" requires \"cost_cap_tenant\"");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->models == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"cost_cap on\" requires at least one "
-                           "\"cost_cap_model\"");
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_cost_cap_merge_when(cf, conf) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* the Redis client exists only where cost_cap is on somewhere */
-    cmcf->enabled = 1;
-
+    /* a status location reads the same windows: Redis is needed there too */
     if (conf->limits && cmcf->addrs == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"cost_cap_limit\" requires \"cost_cap_redis\"");
