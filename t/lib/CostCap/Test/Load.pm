@@ -22,8 +22,9 @@ package CostCap::Test::Load;
 #   $l->wait(BOUND)        until every client ended (KILL at BOUND
 #                          seconds): true when all ended by themselves
 #   $l->rows               ({start, end, status, est (micro-USD, from
-#                          X-Cost-Cap-Estimate or the 429 body), tenant,
-#                          body, gw, err}, ...), by start time
+#                          X-Cost-Cap-Estimate or the 429 body), level
+#                          (the 429's: tenant or parent; '-' else),
+#                          tenant, body, gw, err}, ...), by start time
 #   $l->status             { status => count }
 #   $l->admitted(TENANT)   sum of the estimates admitted (200) for TENANT
 #                          (every tenant if none)
@@ -105,13 +106,16 @@ sub start {
                 my $st = $res->{status} // 'ERR';
                 my $est = CostCap::Test::header_value($res,
                                                       'X-Cost-Cap-Estimate');
+                my $level;
                 if ($st eq '429') {
                     my $j = CostCap::Test::json_decode($res->{body});
                     $est = $j && $j->{error}{estimate};
+                    $level = $j && $j->{error}{level};
                 }
                 (my $err = $res->{error} // '-') =~ s/\s+/ /g;
-                printf $out "%.6f\t%.6f\t%s\t%s\t%d\t%s\t%s\t%s\n", $t,
-                    time, $st, $est // '-', $g, $tenant, $err, $body;
+                printf $out "%.6f\t%.6f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+                    $t, time, $st, $est // '-', $g, $tenant, $level // '-',
+                    $err, $body;
             }
             close $out;
             POSIX::_exit(0);
@@ -154,13 +158,14 @@ sub _read {
         open my $in, '<', "$self->{dir}/client-$c" or next;
         while (<$in>) {
             chomp;
-            my ($s, $e, $st, $est, $g, $t, $err, $body) = split /\t/, $_, 8;
+            my ($s, $e, $st, $est, $g, $t, $lv, $err, $body)
+                = split /\t/, $_, 9;
             my $m = $st eq '200' ? micro($est)
                   : $st eq '429' && $est ne '-'
                   ? int($est * 1_000_000 + 0.5) : undef;
             push @rows, { start => $s, end => $e, status => $st,
-                          est => $m, gw => $g, tenant => $t, err => $err,
-                          body => $body };
+                          est => $m, gw => $g, tenant => $t, level => $lv,
+                          err => $err, body => $body };
         }
     }
     $self->{rows} = [sort { $a->{start} <=> $b->{start} } @rows];
