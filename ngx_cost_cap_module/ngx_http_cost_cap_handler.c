@@ -405,6 +405,8 @@ budget:
     }
 
     if (ctx->rsv.nwin == 0) {
+        /* no window to check: admitted, and a quote says so */
+        ctx->rsv.status = CC_RESERVE_ADMITTED;
         ctx->result = ctx->windows ? NGX_HTTP_COST_CAP_QUOTE
                                    : NGX_HTTP_COST_CAP_ADMITTED;
         return NGX_OK;
