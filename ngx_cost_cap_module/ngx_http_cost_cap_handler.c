@@ -77,6 +77,11 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
     /* a tenant's budget, read (cost_cap_status) */
     status = lcf->status_on && (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD));
 
+    /* a status location only answers reads, as stub_status does */
+    if (lcf->status_on && !status && !lcf->enable) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
     /*
      * Only requests with a body generate: GET, HEAD, DELETE and OPTIONS
      * (polling a job, downloading its content) pass unpriced.

@@ -453,11 +453,18 @@ subtest 'status: the counters, in one round trip, GET only' => sub {
                  '... cost_cap_misconfigured');
     $r->cmd('HDEL', 'costcap:{org1}:u1:caps', 'day');
 
-    # HEAD
+    # GET (and HEAD) only
     $res = $n->request(method => 'HEAD', uri => '/status',
                        headers => "X-Tenant: u1");
     is($res->{status}, 200, 'HEAD: 200');
     is($res->{body}, '', '... without a body');
+    for my $m ('POST', 'PUT', 'DELETE', 'PATCH') {
+        my $res = $n->request(method => $m, uri => '/status',
+                              headers => "X-Tenant: u1\n"
+                                         . 'Content-Type: application/json',
+                              body => '{"model":"sora-2"}');
+        is($res->{status}, 405, "$m: 405");
+    }
     is(json_decode($n->request(uri => '/status?x=1',
                                headers => "X-Tenant: u1\nX-Org: org1")
                    ->{body})
