@@ -75,7 +75,10 @@ static void ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op,
     redisReply *reply, ngx_uint_t event);
 static ngx_int_t ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op,
     ngx_http_cost_cap_args_t *a);
-static void ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx);
+static void ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op,
+    redisReply *reply);
+static void ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv,
+    ngx_str_t *tenant, ngx_str_t *parent, ngx_log_t *log);
 static void ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op,
     const char *what);
 static void ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s,
@@ -538,7 +541,8 @@ ngx_http_cost_cap_reserve_answer(ngx_http_cost_cap_op_t *op,
     ngx_http_cost_cap_reserved(ctx, rc);
 
     if (res && rsv->nalerts) {
-        ngx_http_cost_cap_events(ctx);
+        ngx_http_cost_cap_events(rsv, &ctx->tenant, &ctx->parent,
+                                 ctx->request->connection->log);
     }
 }
 
@@ -838,6 +842,10 @@ ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op, redisReply *reply,
 
     if (event == NGX_HTTP_COST_CAP_OP_REPLY) {
         if (reply->type != REDIS_REPLY_ERROR) {
+            if (pl->kind == NGX_HTTP_COST_CAP_KIND_FORCE) {
+                ngx_http_cost_cap_force_events(op, reply);
+            }
+
             return;
         }
 
@@ -886,19 +894,71 @@ ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op, ngx_http_cost_cap_args_t *a)
 
 
 /*
+ * A request served while Redis was away, charged now: the thresholds its
+ * charge crossed are events as well (the script has marked them as
+ * sent).  Its request is gone: the names come from its keys,
+ * costcap:{PARENT}:TENANT: or costcap:{TENANT}:.
+ */
+
+static void
+ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op, redisReply *reply)
+{
+    ngx_str_t                 tenant, parent;
+    ngx_uint_t                i;
+    cc_reserve_reply_t        res;
+    ngx_http_cost_cap_rsv_t  *rsv;
+
+    rsv = &ngx_http_cost_cap_payload(op)->rsv;
+
+    if (cc_reserve_reply_parse(reply, rsv->nwin, &res) != 0
+        || res.nalerts == 0
+        || (res.status != CC_RESERVE_ADMITTED
+            && res.status != CC_RESERVE_REFUSED))
+    {
+        return;
+    }
+
+    rsv->now = res.now;
+
+    for (i = 0; i < rsv->nwin; i++) {
+        rsv->win[i].spent = res.win[i].spent;
+        rsv->win[i].cap = res.win[i].cap;
+    }
+
+    rsv->nalerts = res.nalerts;
+    ngx_memcpy(rsv->alerts, res.alerts,
+               res.nalerts * sizeof(cc_alert_reply_t));
+
+    parent.data = rsv->pkey + sizeof("costcap:{") - 1;
+    parent.len = rsv->pkey_len - sizeof("costcap:{}:") + 1;
+
+    if (rsv->tkey_len == rsv->pkey_len) {
+        tenant = parent;
+        ngx_str_null(&parent);
+
+    } else {
+        tenant.data = rsv->tkey + rsv->pkey_len;
+        tenant.len = rsv->tkey_len - rsv->pkey_len - 1;
+    }
+
+    ngx_http_cost_cap_events(rsv, &tenant, &parent, ngx_cycle->log);
+}
+
+
+/*
  * Threshold events: the script decided, atomically and once across every
  * gateway, which were crossed; each goes to the stream, which lives in a
  * slot of its own, and to the log.
  */
 
 static void
-ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
+ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv, ngx_str_t *tenant,
+    ngx_str_t *parent, ngx_log_t *log)
 {
     u_char                        id[NGX_HTTP_COST_CAP_OP_ID_LEN];
     ngx_uint_t                    i;
     const char                   *level;
     ngx_http_cost_cap_op_t       *op;
-    ngx_http_cost_cap_rsv_t      *rsv;
     ngx_http_cost_cap_win_t      *w;
     ngx_http_cost_cap_args_t      a;
     cc_alert_reply_t             *al;
@@ -906,21 +966,19 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
 
     static ngx_str_t  stream = ngx_string("costcap:events");
 
-    rsv = &ctx->rsv;
-
     for (i = 0; i < rsv->nalerts; i++) {
         al = &rsv->alerts[i];
         w = &rsv->win[al->window];
         level = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? "parent"
                                                              : "tenant";
 
-        ngx_log_error(NGX_LOG_NOTICE, ctx->request->connection->log, 0,
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "cost_cap: %s \"%V\" reached %ui%% of its %s cap in "
                       "%*s (tenant \"%V\", %L of %L micro-USD)", level,
                       w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT
-                      ? &ctx->parent : &ctx->tenant,
+                      ? parent : tenant,
                       (ngx_uint_t) al->percent, cc_window_name(w->window),
-                      (size_t) w->period_len, w->period, &ctx->tenant,
+                      (size_t) w->period_len, w->period, tenant,
                       w->spent + rsv->estimate, w->cap);
 
         op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_EVENT);
@@ -942,9 +1000,9 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_ctx_t *ctx)
         ngx_http_cost_cap_arg(&a, (u_char *) "100000", 6);
 
         ngx_http_cost_cap_arg(&a, (u_char *) "tenant", 6);
-        ngx_http_cost_cap_arg(&a, ctx->tenant.data, ctx->tenant.len);
+        ngx_http_cost_cap_arg(&a, tenant->data, tenant->len);
         ngx_http_cost_cap_arg(&a, (u_char *) "parent", 6);
-        ngx_http_cost_cap_arg(&a, ctx->parent.data, ctx->parent.len);
+        ngx_http_cost_cap_arg(&a, parent->data, parent->len);
         ngx_http_cost_cap_arg(&a, (u_char *) "level", 5);
         ngx_http_cost_cap_arg(&a, (u_char *) level, ngx_strlen(level));
         ngx_http_cost_cap_arg(&a, (u_char *) "window", 6);

@@ -22,7 +22,7 @@ use Time::HiRes ();
 my $T0 = Time::HiRes::time();
 
 my $r = start_redis();
-my $store = CostCap::Test::Budget::Single->new($r);
+
 
 
 subtest 'one request at a time: levels, events, variables' => sub {
@@ -40,6 +40,15 @@ location /small/ {
     cost_cap on;
     cost_cap_limit 0.1 per=day;
     cost_cap_alert 50 80 100;
+    proxy_pass http://backend;
+}
+location /open/ {
+    cost_cap on;
+    cost_cap_on_error open;
+    cost_cap_parent $http_x_org;
+    cost_cap_limit 0.1 per=day;
+    cost_cap_parent_limit 1 per=day;
+    cost_cap_alert 50;
     proxy_pass http://backend;
 }
 location /org/ {
@@ -138,11 +147,30 @@ END
     is($r->cmd('EXISTS', "costcap:{u9}:day:$w{day}"), 0,
        'nothing charged for them');
 
+    # served while Redis was away (cost_cap_on_error open), charged when
+    # it is back: that charge's crossing is an event too
+    $r->cmd('DEL', 'costcap:events');
+    my $port = redis_port();
+    stop_redis();
+    $res = $req->('/open/x', 'late', 'org2');
+    is(header_value($res, 'X-Var-Result'), 'error_open',
+       'Redis down: admitted open');
+    $r = start_redis(port => $port);
+    ok(poll_until(sub { ($r->cmd('GET', "costcap:{org2}:late:day:$w{day}")
+                         // 0) == 77415 }, 5), 'charged once Redis is back');
+    ok(poll_until(sub { $r->cmd('XLEN', 'costcap:events') == 1 }, 3),
+       'its event written');
+    is_deeply([$events->()], ['tenant late/org2 day 50 77415/100000'],
+              '... one, the tenant\'s (the parent is at 7%)');
+
     # one notice line per event
     $n->stop;
     my @lines = grep { /\[notice\].*cost_cap: (tenant|parent) "/ }
                 split /\n/, $n->error_log;
-    is(scalar @lines, 7, 'seven notice lines, one per event');
+    is(scalar @lines, 8, 'eight notice lines, one per event');
+    ok((grep { /cost_cap: tenant "late" reached 50% of its day cap in /
+               && /\(tenant "late", 77415 of 100000 micro-USD\)/ } @lines)
+       == 1, 'the late charge\'s line');
     my $want = 'cost_cap: parent "org1" reached 100% of its day cap in '
              . qq{$w{day} (tenant "u2", 154830 of 154830 micro-USD)};
     ok((grep { index($_, $want) >= 0 } @lines) == 1, "the parent's line")
@@ -153,6 +181,7 @@ END
 subtest 'concurrency: 2 parents x 5 tenants, 2 gateways x 2 workers, '
         . '64 clients' => sub {
     $r->cmd('FLUSHALL');
+    my $store = CostCap::Test::Budget::Single->new($r);
     my $s = CostCap::Test::Budget->new(orgs => ['orgA', 'orgB'],
                                        store => $store);
     my @gw = map { start_nginx(
