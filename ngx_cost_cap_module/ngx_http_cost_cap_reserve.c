@@ -77,6 +77,8 @@ static ngx_int_t ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op,
     ngx_http_cost_cap_args_t *a);
 static void ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
+static void ngx_http_cost_cap_late_events(ngx_http_cost_cap_rsv_t *rsv,
+    cc_reserve_reply_t *res);
 static void ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv,
     ngx_str_t *tenant, ngx_str_t *parent, ngx_log_t *log);
 static void ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op,
@@ -570,6 +572,10 @@ ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
     }
 
     /* served unreserved: the charge stays, a lease nobody will use goes */
+    if (charged) {
+        ngx_http_cost_cap_late_events(&pl->rsv, res);
+    }
+
     if (charged && res->status == CC_RESERVE_LEASED) {
         ngx_http_cost_cap_lease_return(&pl->rsv, res->lease);
         return;
@@ -895,39 +901,55 @@ ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op, ngx_http_cost_cap_args_t *a)
 
 /*
  * A request served while Redis was away, charged now: the thresholds its
- * charge crossed are events as well (the script has marked them as
- * sent).  Its request is gone: the names come from its keys,
- * costcap:{PARENT}:TENANT: or costcap:{TENANT}:.
+ * charge crossed are events as well (the script has marked them as sent).
  */
 
 static void
 ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op, redisReply *reply)
 {
-    ngx_str_t                 tenant, parent;
-    ngx_uint_t                i;
     cc_reserve_reply_t        res;
     ngx_http_cost_cap_rsv_t  *rsv;
 
     rsv = &ngx_http_cost_cap_payload(op)->rsv;
 
     if (cc_reserve_reply_parse(reply, rsv->nwin, &res) != 0
-        || res.nalerts == 0
         || (res.status != CC_RESERVE_ADMITTED
             && res.status != CC_RESERVE_REFUSED))
     {
         return;
     }
 
-    rsv->now = res.now;
+    ngx_http_cost_cap_late_events(rsv, &res);
+}
 
-    for (i = 0; i < rsv->nwin; i++) {
-        rsv->win[i].spent = res.win[i].spent;
-        rsv->win[i].cap = res.win[i].cap;
+
+/*
+ * The events of a charge whose request is gone (served open, its
+ * reservation answered late or made later): the names come from its
+ * keys, costcap:{PARENT}:TENANT: or costcap:{TENANT}:.
+ */
+
+static void
+ngx_http_cost_cap_late_events(ngx_http_cost_cap_rsv_t *rsv,
+    cc_reserve_reply_t *res)
+{
+    ngx_str_t   tenant, parent;
+    ngx_uint_t  i;
+
+    if (res->nalerts == 0) {
+        return;
     }
 
-    rsv->nalerts = res.nalerts;
-    ngx_memcpy(rsv->alerts, res.alerts,
-               res.nalerts * sizeof(cc_alert_reply_t));
+    rsv->now = res->now;
+
+    for (i = 0; i < rsv->nwin; i++) {
+        rsv->win[i].spent = res->win[i].spent;
+        rsv->win[i].cap = res->win[i].cap;
+    }
+
+    rsv->nalerts = res->nalerts;
+    ngx_memcpy(rsv->alerts, res->alerts,
+               res->nalerts * sizeof(cc_alert_reply_t));
 
     parent.data = rsv->pkey + sizeof("costcap:{") - 1;
     parent.len = rsv->pkey_len - sizeof("costcap:{}:") + 1;

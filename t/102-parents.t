@@ -163,11 +163,26 @@ END
     is_deeply([$events->()], ['tenant late/org2 day 50 77415/100000'],
               '... one, the tenant\'s (the parent is at 7%)');
 
+    # served open because Redis was slow: its reservation's late reply
+    # keeps the charge, and its events
+    $r->cmd('DEL', 'costcap:events');
+    $r->pause;
+    $res = $req->('/open/x', 'slow', 'org2');
+    $r->resume;
+    is(header_value($res, 'X-Var-Result'), 'error_open',
+       'Redis paused past the timeout: admitted open');
+    ok(poll_until(sub { ($r->cmd('GET', "costcap:{org2}:slow:day:$w{day}")
+                         // 0) == 77415 }, 5), 'the late reply charged it');
+    ok(poll_until(sub { $r->cmd('XLEN', 'costcap:events') == 1 }, 3),
+       'its event written');
+    is_deeply([$events->()], ['tenant slow/org2 day 50 77415/100000'],
+              '... the tenant\'s');
+
     # one notice line per event
     $n->stop;
     my @lines = grep { /\[notice\].*cost_cap: (tenant|parent) "/ }
                 split /\n/, $n->error_log;
-    is(scalar @lines, 8, 'eight notice lines, one per event');
+    is(scalar @lines, 9, 'nine notice lines, one per event');
     ok((grep { /cost_cap: tenant "late" reached 50% of its day cap in /
                && /\(tenant "late", 77415 of 100000 micro-USD\)/ } @lines)
        == 1, 'the late charge\'s line');
