@@ -941,6 +941,7 @@ ngx_http_cost_cap_late_events(ngx_http_cost_cap_rsv_t *rsv,
     }
 
     rsv->now = res->now;
+    rsv->lease = res->lease;
 
     for (i = 0; i < rsv->nwin; i++) {
         rsv->win[i].spent = res->win[i].spent;
@@ -981,6 +982,7 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv, ngx_str_t *tenant,
     ngx_uint_t                    i;
     const char                   *level;
     ngx_http_cost_cap_op_t       *op;
+    int64_t                       after;
     ngx_http_cost_cap_win_t      *w;
     ngx_http_cost_cap_args_t      a;
     cc_alert_reply_t             *al;
@@ -994,6 +996,9 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv, ngx_str_t *tenant,
         level = (w->level == NGX_HTTP_COST_CAP_LEVEL_PARENT) ? "parent"
                                                              : "tenant";
 
+        /* the counter after the script: a lease is counted at once */
+        after = w->spent + rsv->estimate + rsv->lease;
+
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "cost_cap: %s \"%V\" reached %ui%% of its %s cap in "
                       "%*s (tenant \"%V\", %L of %L micro-USD)", level,
@@ -1001,7 +1006,7 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv, ngx_str_t *tenant,
                       ? parent : tenant,
                       (ngx_uint_t) al->percent, cc_window_name(w->window),
                       (size_t) w->period_len, w->period, tenant,
-                      w->spent + rsv->estimate, w->cap);
+                      after, w->cap);
 
         op = ngx_http_cost_cap_rsv_op(rsv, NGX_HTTP_COST_CAP_KIND_EVENT);
         if (op == NULL) {
@@ -1035,7 +1040,7 @@ ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv, ngx_str_t *tenant,
         ngx_http_cost_cap_arg(&a, (u_char *) "percent", 7);
         ngx_http_cost_cap_arg_num(&a, (ngx_uint_t) al->percent);
         ngx_http_cost_cap_arg(&a, (u_char *) "spent", 5);
-        ngx_http_cost_cap_arg_num(&a, w->spent + rsv->estimate);
+        ngx_http_cost_cap_arg_num(&a, after);
         ngx_http_cost_cap_arg(&a, (u_char *) "limit", 5);
         ngx_http_cost_cap_arg_num(&a, w->cap);
         ngx_http_cost_cap_arg(&a, (u_char *) "time", 4);

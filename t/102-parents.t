@@ -51,6 +51,13 @@ location /open/ {
     cost_cap_alert 50;
     proxy_pass http://backend;
 }
+location /lease/ {
+    cost_cap on;
+    cost_cap_limit 100 per=day;
+    cost_cap_lease 2 ttl=300ms;
+    cost_cap_alert 1;
+    proxy_pass http://backend;
+}
 location /org/ {
     cost_cap on;
     cost_cap_parent $http_x_org;
@@ -178,11 +185,19 @@ END
     is_deeply([$events->()], ['tenant slow/org2 day 50 77415/100000'],
               '... the tenant\'s');
 
+    # a lease is counted at once: its crossing says so
+    $r->cmd('DEL', 'costcap:events');
+    is($req->('/lease/x', 'lz')->{status}, 200, 'admitted with a lease');
+    ok(poll_until(sub { $r->cmd('XLEN', 'costcap:events') == 1 }, 3),
+       'its event written');
+    is_deeply([$events->()], ['tenant lz/ day 1 2077415/100000000'],
+              '... spent: the estimate and the 2 USD lease, as counted');
+
     # one notice line per event
     $n->stop;
     my @lines = grep { /\[notice\].*cost_cap: (tenant|parent) "/ }
                 split /\n/, $n->error_log;
-    is(scalar @lines, 9, 'nine notice lines, one per event');
+    is(scalar @lines, 10, 'ten notice lines, one per event');
     ok((grep { /cost_cap: tenant "late" reached 50% of its day cap in /
                && /\(tenant "late", 77415 of 100000 micro-USD\)/ } @lines)
        == 1, 'the late charge\'s line');
