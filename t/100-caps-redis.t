@@ -43,6 +43,13 @@ location /org/ {
     cost_cap_parent_limit 0.2 per=day;
     proxy_pass http://backend;
 }
+location /alert/ {
+    cost_cap on;
+    cost_cap_caps_from_redis on;
+    cost_cap_limit 1 per=day;
+    cost_cap_alert 50;
+    proxy_pass http://backend;
+}
 location /static/ {
     cost_cap on;
     cost_cap_limit 0.1 per=day;
@@ -345,6 +352,40 @@ subtest "the parent's caps hash and the tenant's under it" => sub {
        "tenant's malformed cap under the parent: 500");
     ok(logged(0, 'cost_cap: cap "x" in costcap:{orgA}:a5:caps field month '),
        '... logged with its hash');
+};
+
+
+subtest 'thresholds of a cap from the hash' => sub {
+    $r->cmd('FLUSHALL');
+    my $d = day();
+    $r->cmd('HSET', 'costcap:{acme}:caps', 'day', 150000);
+    is(req(0, '/alert/x', 'acme')->{status}, 200, '77415 of 150000');
+    ok(poll_until(sub { $r->cmd('XLEN', 'costcap:events') == 1 }, 3),
+       'an event');
+    my $x = $r->cmd('XRANGE', 'costcap:events', '-', '+');
+    my %f = @{$x->[0][1] || []};
+    is("$f{percent}% $f{spent} of $f{limit}", '50% 77415 of 150000',
+       '... 50% of the cap in the hash');
+    is_deeply([sort @{$r->cmd('HKEYS', 'costcap:{acme}:alerts')}],
+              ["tenant:day:" . (int($f{time} / 86400) * 86400) . ':50'],
+              'the alerts hash: one field, window, period start, percent');
+
+    # raised: 50% of it was announced in this period already
+    $r->cmd('HSET', 'costcap:{acme}:caps', 'day', 200000);
+    is(req(1, '/alert/x', 'acme')->{status}, 200, '154830 of 200000');
+    # the field gone (HDEL), a crossing is announced again
+    $r->cmd('DEL', 'costcap:{acme}:alerts');
+    $r->cmd('HSET', 'costcap:{acme}:caps', 'day', 400000);
+    is(req(0, '/alert/x', 'acme')->{status}, 200, '232245 of 400000');
+    ok(poll_until(sub { $r->cmd('XLEN', 'costcap:events') == 2 }, 3),
+       'after the alerts hash was deleted, an event again');
+    is(req(1, '/alert/x', 'acme')->{status}, 200, '309660 of 400000');
+    Time::HiRes::sleep(0.2);
+    is($r->cmd('XLEN', 'costcap:events'), 2, 'and no more');
+    $x = $r->cmd('XRANGE', 'costcap:events', '-', '+');
+    %f = @{$x->[1][1] || []};
+    is("$f{percent}% $f{spent} of $f{limit} $f{period}",
+       "50% 232245 of 400000 $d", '... 50% of the new cap');
 };
 
 
