@@ -305,6 +305,15 @@ test_resp_command(void **state)
 
         redisFreeCommand(ref);
     }
+
+    /* an empty argument may come without bytes: NULL, length 0 */
+    argv[0] = "HSET";
+    argvlen[0] = 4;
+    argv[1] = NULL;
+    argvlen[1] = 0;
+    n = cc_resp_command(buf, 2, argv, argvlen);
+    assert_int_equal(n, sizeof("*2\r\n$4\r\nHSET\r\n$0\r\n\r\n") - 1);
+    assert_memory_equal(buf, "*2\r\n$4\r\nHSET\r\n$0\r\n\r\n", n);
 }
 
 

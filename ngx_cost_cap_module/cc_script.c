@@ -80,8 +80,12 @@ cc_resp_command(char *buf, int argc, const char **argv,
     for (i = 0; i < argc; i++) {
         len += cc_resp_uint(buf ? buf + len : NULL, '$', argvlen[i]);
 
-        if (buf) {
+        /* an empty argument may have no bytes at all (NULL) */
+        if (buf && argvlen[i]) {
             memcpy(buf + len, argv[i], argvlen[i]);
+        }
+
+        if (buf) {
             buf[len + argvlen[i]] = '\r';
             buf[len + argvlen[i] + 1] = '\n';
         }
