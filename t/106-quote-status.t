@@ -353,6 +353,13 @@ subtest 'a quote answers every error as a real request' => sub {
     # the request admitted open is charged once Redis is back, not quotes
     ok(poll_until(sub { ($r->cmd('GET', $DAY) // 0) == 77415 }, 5),
        'the open request charged when Redis is back, the quotes not');
+    # both workers connected again (each loads every script), so that no
+    # handshake comes into what the next test watches
+    my $scripts = () = glob(repo_root() . '/ngx_cost_cap_module/scripts/*.lua');
+    ok(poll_until(sub {
+        my $st = $r->cmd('INFO', 'commandstats');
+        ($st =~ /^cmdstat_script\|load:calls=(\d+)/m ? $1 : 0)
+            >= 2 * $scripts }, 5), 'both workers connected again');
 };
 
 
