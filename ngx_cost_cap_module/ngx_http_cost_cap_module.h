@@ -362,6 +362,20 @@ ngx_uint_t ngx_http_cost_cap_lease_settle(ngx_http_cost_cap_rsv_t *rsv,
     int64_t delta);
 void ngx_http_cost_cap_lease_exit(void);
 
+/* room for the formatted keys and numbers of one command */
+#define NGX_HTTP_COST_CAP_ARGS      (3 + 5 + NGX_HTTP_COST_CAP_WIN_MAX        \
+                                     + 10 + 4 * NGX_HTTP_COST_CAP_WIN_MAX)
+
+typedef struct {
+    u_char                     *p;
+    u_char                     *last;
+    int                         argc;
+    const char                 *argv[NGX_HTTP_COST_CAP_ARGS];
+    size_t                      argvlen[NGX_HTTP_COST_CAP_ARGS];
+    u_char                      buf[8192];
+} ngx_http_cost_cap_args_t;
+
+
 /* reservations (ngx_http_cost_cap_reserve.c) */
 ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf);
@@ -369,6 +383,16 @@ void ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx);
 void ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta);
+void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_op_t *op, ngx_uint_t script);
+void ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s,
+    size_t len);
+void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
+    const char *fmt, ...);
+void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
+void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv,
     int64_t unused);
 
