@@ -16,6 +16,20 @@ add_macro(TEST_NGINX_SORA => 'cost_cap_tenant $http_x_tenant; cost_cap_model'
     . ' sora-2 per_mpx_frame=0.9 fps=24 default_size=1280x720'
     . ' default_seconds=4 max_seconds=12;');
 
+# conf/examples of the three shapes of SPEC section 10, as they are
+for my $ex (qw(openai-videos replicate vertex-veo)) {
+    my $n = CostCap::Test::Nginx->new(http_config => "include examples/$ex.conf;",
+                                      config => 'location / { }');
+    for my $d (qw(presets examples)) {
+        symlink repo_root() . "/conf/$d", $n->dir . "/$d" or die "$d: $!";
+    }
+    my ($ok, $out) = $n->test_config;
+    ok($ok, "conf/examples/$ex.conf passes nginx -t") or diag($out);
+    like(CostCap::Test::_slurp(repo_root() . "/conf/examples/$ex.conf"),
+         qr/^\s*cost_cap_job\s+(poll|webhook)/m,
+         "conf/examples/$ex.conf settles its jobs");
+}
+
 run_tests();
 
 __DATA__
