@@ -24,6 +24,7 @@ use CostCap::Test;
 use Test::More;
 
 my $CONF = <<'END';
+access_log $TEST_NGINX_TMP/jobs.log jobs;
 cost_cap_tenant $http_x_tenant;
 cost_cap_model sora-2 per_mpx_frame=0.9 fps=24 default_size=1280x720 default_seconds=4;
 cost_cap_limit 100 per=day;
@@ -70,7 +71,8 @@ END
 
 my $redis = start_redis();
 my $n = start_nginx(workers => 2,
-                    http_config => 'cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=2s connect_timeout=200ms;',
+                    http_config => 'cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=2s connect_timeout=200ms;'
+                                   . "\nlog_format jobs '\$request_method \$uri \$status job=\$cost_cap_job';",
                     config => $CONF, backend_config => $BACKEND);
 
 sub metrics {
@@ -256,6 +258,16 @@ sub expired { metrics()->{"cost_cap_jobs_expired_total{on_expiry=\"$_[0]\"}"}
     ok(poll_until(sub { day('tearly') == 29167 }, 5),
        'early: at its actual cost');
 }
+
+# $cost_cap_job in the access log: the create call's once its answer passed
+my $log = CostCap::Test::_slurp($n->dir . '/jobs.log');
+like($log, qr{^POST /v1/videos 200 job=video_ok_e2$}m,
+     '$cost_cap_job: the job a create call made');
+like($log, qr{^GET /v1/videos/video_failed_e1 200 job=video_failed_e1$}m,
+     '$cost_cap_job: the job of a status call');
+like($log, qr{^POST /hooks/job 204 job=video_ok_e2$}m,
+     '$cost_cap_job: the job of a callback');
+like($log, qr{^GET /metrics 200 job=-$}m, '$cost_cap_job: none elsewhere');
 
 $n->stop;
 unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
