@@ -167,6 +167,11 @@ static void ngx_http_cost_cap_job_release_hold(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
 static ngx_int_t ngx_http_cost_cap_job_parse_hold(redisReply *reply,
     ngx_http_cost_cap_hold_t *h);
+static ngx_int_t ngx_http_cost_cap_job_hold_keys(
+    ngx_http_cost_cap_job_pl_t *pl, ngx_http_cost_cap_hold_t *h,
+    ngx_str_t *keys, ngx_str_t *exp, ngx_uint_t *n);
+static void ngx_http_cost_cap_job_delta(ngx_http_cost_cap_job_pl_t *pl,
+    ngx_http_cost_cap_hold_t *h);
 static ngx_uint_t ngx_http_cost_cap_job_split(ngx_str_t *s, ngx_str_t *parts,
     ngx_uint_t max);
 static void ngx_http_cost_cap_job_simple(ngx_http_cost_cap_job_pl_t *from,
@@ -1714,7 +1719,6 @@ static void
 ngx_http_cost_cap_job_release_hold(ngx_http_cost_cap_op_t *from,
     redisReply *reply)
 {
-    int64_t                      price, cost;
     ngx_str_t                    keys[NGX_HTTP_COST_CAP_WIN_MAX];
     ngx_str_t                    exp[NGX_HTTP_COST_CAP_WIN_MAX];
     ngx_uint_t                   i, n, idem;
@@ -1722,41 +1726,16 @@ ngx_http_cost_cap_job_release_hold(ngx_http_cost_cap_op_t *from,
     ngx_http_cost_cap_hold_t     h;
     ngx_http_cost_cap_args_t     a;
     ngx_http_cost_cap_job_pl_t  *pl;
-    unsigned __int128            c;
 
     pl = (ngx_http_cost_cap_job_pl_t *) from->payload;
 
-    if (ngx_http_cost_cap_job_parse_hold(reply, &h) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "cost_cap: hold \"%*s\" is malformed: not settled",
-                      pl->key_len, pl->key);
-        return;
-    }
-
-    n = ngx_http_cost_cap_job_split(&h.keys, keys, NGX_HTTP_COST_CAP_WIN_MAX);
-
-    if (n == 0
-        || ngx_http_cost_cap_job_split(&h.expiries, exp,
-                                       NGX_HTTP_COST_CAP_WIN_MAX)
-           != n
-        || h.tag.len == 0 || h.tag.len > pl->key_len
-        || ngx_strncmp(pl->key, h.tag.data, h.tag.len) != 0)
+    if (ngx_http_cost_cap_job_parse_hold(reply, &h) != NGX_OK
+        || ngx_http_cost_cap_job_hold_keys(pl, &h, keys, exp, &n) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "cost_cap: hold \"%*s\" is malformed: not settled",
                       pl->key_len, pl->key);
         return;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (keys[i].len < h.tag.len
-            || ngx_strncmp(keys[i].data, h.tag.data, h.tag.len) != 0)
-        {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "cost_cap: hold \"%*s\" names a counter of "
-                          "another tag: not settled", pl->key_len, pl->key);
-            return;
-        }
     }
 
     op = ngx_http_cost_cap_job_op(NGX_HTTP_COST_CAP_JOB_OP_RELEASE, pl);
@@ -1767,50 +1746,7 @@ ngx_http_cost_cap_job_release_hold(ngx_http_cost_cap_op_t *from,
 
     pl = (ngx_http_cost_cap_job_pl_t *) op->payload;
 
-    pl->amount = ngx_atoof(h.amount.data, h.amount.len);
-    pl->estimate = ngx_atoof(h.gpu_estimate.data, h.gpu_estimate.len);
-    price = ngx_atoof(h.gpu_price.data, h.gpu_price.len);
-    pl->model_len = ngx_min(h.model.len, NGX_HTTP_COST_CAP_NAME_LEN);
-    ngx_memcpy(pl->model, h.model.data, pl->model_len);
-
-    if (pl->id_len == 0 && h.job.len <= NGX_HTTP_COST_CAP_JOB_LEN) {
-        pl->id_len = h.job.len;
-        ngx_memcpy(pl->id, h.job.data, h.job.len);
-    }
-
-    if (pl->amount < 0) {
-        pl->amount = 0;
-    }
-
-    if (pl->outcome == 'x') {
-        pl->outcome = (h.on_expiry.len == 6) ? 'e' : 'k';
-    }
-
-    switch (pl->outcome) {
-
-    case 'f':
-    case 'e':
-        pl->delta = -pl->amount;
-        break;
-
-    case 's':
-        if (pl->gpu < 0 || price < 0) {
-            pl->delta = 0;
-            break;
-        }
-
-        /* micro-USD = micro-GPU-s * micro-USD per hour / 3.6e9, up */
-        c = (unsigned __int128) pl->gpu * (uint64_t) price;
-        c = (c + 3600 * CC_MICRO - 1) / (3600 * CC_MICRO);
-        cost = (c > NGX_HTTP_COST_CAP_MAX_AMOUNT)
-               ? NGX_HTTP_COST_CAP_MAX_AMOUNT : (int64_t) c;
-        pl->delta = cost - pl->amount;
-        break;
-
-    default: /* 'k' */
-        pl->delta = 0;
-        break;
-    }
+    ngx_http_cost_cap_job_delta(pl, &h);
 
     idem = (h.idem.len && (pl->outcome == 'f' || pl->outcome == 'e'));
 
@@ -1841,6 +1777,100 @@ ngx_http_cost_cap_job_release_hold(ngx_http_cost_cap_op_t *from,
     }
 
     (void) ngx_http_cost_cap_job_send(op, &a, pl->key, pl->key_len);
+}
+
+
+/*
+ * The hold's counters and their expiries, one of each per window, all
+ * under the hold's own tag: a damaged hold never writes another slot.
+ */
+
+static ngx_int_t
+ngx_http_cost_cap_job_hold_keys(ngx_http_cost_cap_job_pl_t *pl,
+    ngx_http_cost_cap_hold_t *h, ngx_str_t *keys, ngx_str_t *exp,
+    ngx_uint_t *n)
+{
+    ngx_uint_t  i;
+
+    *n = ngx_http_cost_cap_job_split(&h->keys, keys,
+                                     NGX_HTTP_COST_CAP_WIN_MAX);
+
+    if (*n == 0
+        || ngx_http_cost_cap_job_split(&h->expiries, exp,
+                                       NGX_HTTP_COST_CAP_WIN_MAX)
+           != *n
+        || h->tag.len == 0 || h->tag.len > pl->key_len
+        || ngx_strncmp(pl->key, h->tag.data, h->tag.len) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < *n; i++) {
+        if (keys[i].len <= h->tag.len
+            || ngx_strncmp(keys[i].data, h->tag.data, h->tag.len) != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the settlement adds to each counter: a failed or expired-refunded
+ * job its whole amount back, a succeeded one with actual GPU-seconds the
+ * cost at the rule's GPU price (rounded up) minus the amount.
+ */
+
+static void
+ngx_http_cost_cap_job_delta(ngx_http_cost_cap_job_pl_t *pl,
+    ngx_http_cost_cap_hold_t *h)
+{
+    int64_t            price, cost;
+    unsigned __int128  c;
+
+    pl->amount = ngx_max(ngx_atoof(h->amount.data, h->amount.len), 0);
+    pl->estimate = ngx_atoof(h->gpu_estimate.data, h->gpu_estimate.len);
+    price = ngx_atoof(h->gpu_price.data, h->gpu_price.len);
+
+    pl->model_len = ngx_min(h->model.len, NGX_HTTP_COST_CAP_NAME_LEN);
+    ngx_memcpy(pl->model, h->model.data, pl->model_len);
+
+    if (pl->id_len == 0 && h->job.len <= NGX_HTTP_COST_CAP_JOB_LEN) {
+        pl->id_len = h->job.len;
+        ngx_memcpy(pl->id, h->job.data, h->job.len);
+    }
+
+    if (pl->outcome == 'x') {
+        pl->outcome = (h->on_expiry.len == 6) ? 'e' : 'k';
+    }
+
+    switch (pl->outcome) {
+
+    case 'f':
+    case 'e':
+        pl->delta = -pl->amount;
+        return;
+
+    case 's':
+        if (pl->gpu < 0 || price < 0) {
+            pl->delta = 0;
+            return;
+        }
+
+        /* micro-USD = micro-GPU-s * micro-USD per hour / 3.6e9, up */
+        c = (unsigned __int128) pl->gpu * (uint64_t) price;
+        c = (c + 3600 * CC_MICRO - 1) / (3600 * CC_MICRO);
+        cost = (c > NGX_HTTP_COST_CAP_MAX_AMOUNT)
+               ? NGX_HTTP_COST_CAP_MAX_AMOUNT : (int64_t) c;
+        pl->delta = cost - pl->amount;
+        return;
+
+    default: /* 'k' */
+        pl->delta = 0;
+        return;
+    }
 }
 
 
