@@ -48,6 +48,12 @@ location = /v1/videos {
     cost_cap_job create id=id;
     proxy_pass http://backend;
 }
+location = /leased/videos {
+    cost_cap on;
+    cost_cap_lease 2 ttl=300ms;
+    cost_cap_job create id=id;
+    proxy_pass http://backend/v1/videos;
+}
 location ~ ^/v1/videos/(?<video>[^/]+)$ {
     cost_cap_job poll id=$video status=status failed=failed succeeded=completed;
     proxy_pass http://backend;
@@ -258,6 +264,38 @@ sub expired { metrics()->{"cost_cap_jobs_expired_total{on_expiry=\"$_[0]\"}"}
     ok(poll_until(sub { day('tearly') == 29167 }, 5),
        'early: at its actual cost');
 }
+
+# -------------------------------------------------------------------------
+# jobs admitted from a lease (SPEC 13): held, settled on the counters; once
+# the lease gives back what it did not use, the counter is the succeeded
+# jobs' cost
+
+{
+    my @ids;
+    for my $i (1 .. 6) {
+        my $fate = $i % 2 ? 'failed' : 'ok';
+        is(create('/leased/videos', 'tlease', $fate, "l$i")->{status}, 200,
+           "lease: job $i created");
+        push @ids, "video_${fate}_l$i";
+    }
+    ok(poll_until(sub { !grep { !hold('tlease', $_)->{amount} } @ids }, 5),
+       'lease: six holds');
+    is(scalar(grep { (hold('tlease', $_)->{reservation} // '')
+                     =~ /^[0-9a-f]{24}\z/ } @ids), 6,
+       'lease: each hold with an id of its own');
+    ok(scalar(grep { !redis()->cmd('EXISTS', "costcap:{tlease}:op:"
+                                   . hold('tlease', $_)->{reservation}) }
+              @ids) >= 1, 'lease: some admitted from the lease, unreserved');
+    poll('tlease', $_) for @ids;
+    ok(poll_until(sub { !grep { hold('tlease', $_)->{amount} } @ids }, 5),
+       'lease: all settled');
+    ok(poll_until(sub { day('tlease') == 3 * 77415 }, 5),
+       'lease: once the lease is back, the three succeeded jobs\' cost')
+        or diag('day ' . day('tlease'));
+    ok(!poll_until(sub { day('tlease') != 3 * 77415 }, 0.5),
+       'lease: and it stays');
+}
+
 
 # $cost_cap_job in the access log: the create call's once its answer passed
 my $log = CostCap::Test::_slurp($n->dir . '/jobs.log');
