@@ -93,7 +93,7 @@ sub scrape {
     my %m;
     for (split /\n/, $res->{body} // '') {
         next if /^# (HELP|TYPE) cost_cap_\w+ /;
-        /^(cost_cap_[a-z_]+(?:\{[a-z_]+="(?:[^"\\]|\\.)*"\})?) (-?\d+(?:\.\d*[1-9])?)$/
+        /^(cost_cap_[a-z_]+(?:\{[a-z]+="(?:[^"\\]|\\.)*"\})?) (-?\d+(?:\.\d*[1-9])?)$/
             or ++$res->{bad_lines}, next;
         $m{$1} = $2;
     }
@@ -263,8 +263,8 @@ my $LAST_SCRAPE;
         'cost_cap_jobs_opened_total' => 0,
         'cost_cap_jobs_settled_total{outcome="succeeded"}' => 0,
         'cost_cap_jobs_settled_total{outcome="failed"}' => 0,
-        'cost_cap_jobs_expired_total{on_expiry="keep"}' => 0,
-        'cost_cap_jobs_expired_total{on_expiry="refund"}' => 0,
+        'cost_cap_jobs_expired_total{policy="keep"}' => 0,
+        'cost_cap_jobs_expired_total{policy="refund"}' => 0,
         'cost_cap_jobs_held_usd' => 0,
     );
     # flux: 1.7582912 GPU-s per request, at micro precision

@@ -374,7 +374,7 @@ ok(poll_until(sub { !@{ redis()->cmd('KEYS', 'costcap:job:*') } }, 5),
 my $m = metrics();
 is($m->{cost_cap_jobs_held_usd}, 0, 'cost_cap_jobs_held_usd back to 0');
 is($m->{cost_cap_settlement_drops_total}, 0, 'nothing dropped');
-is($m->{'cost_cap_jobs_expired_total{on_expiry="keep"}'}, 0, 'none expired');
+is($m->{'cost_cap_jobs_expired_total{policy="keep"}'}, 0, 'none expired');
 note(join "\n", 'metrics after the 300 jobs:',
      map { "$_ $m->{$_}" } grep { /jobs|drops|refunded_usd|adjusted_usd/ }
      sort keys %$m);

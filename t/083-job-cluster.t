@@ -157,7 +157,7 @@ is($n->request(method => 'POST', uri => '/v1/short?fate=ok',
                headers => headers($t), body => '{"model":"sora-2"}',
                timeout => 10)->{status}, 200, 'a job with ttl=2s');
 ok(poll_until(sub { day($t) == $before + 77415 }, 5), '... charged');
-ok(poll_until(sub { metric('cost_cap_jobs_expired_total{on_expiry="refund"}')
+ok(poll_until(sub { metric('cost_cap_jobs_expired_total{policy="refund"}')
                     == 1 }, 10), '... expired');
 is(day($t), $before, '... and refunded');
 

@@ -125,7 +125,7 @@ sub hook {
                        timeout => 10);
 }
 
-sub expired { metrics()->{"cost_cap_jobs_expired_total{on_expiry=\"$_[0]\"}"}
+sub expired { metrics()->{"cost_cap_jobs_expired_total{policy=\"$_[0]\"}"}
               // 0 }
 
 
