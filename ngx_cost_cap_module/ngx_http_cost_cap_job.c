@@ -1524,6 +1524,7 @@ ngx_http_cost_cap_job_arg_keys(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_win_t  *w;
 
     if (a->p >= a->last) {
+        a->p = a->last + 1;
         return;
     }
 
