@@ -103,7 +103,8 @@ ngx_http_cost_cap_budget(ngx_http_request_t *r, ngx_http_cost_cap_ctx_t *ctx,
         rsv->thresholds = lcf->alerts;
     }
 
-    return NGX_OK;
+    /* cost_cap_idempotency: the script charges a key once */
+    return ngx_http_cost_cap_idempotency(r, ctx, lcf);
 }
 
 

@@ -12,8 +12,6 @@
 #define NGX_HTTP_COST_CAP_CHUNK  65536
 
 
-static ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_create_ctx(
-    ngx_http_request_t *r);
 static void ngx_http_cost_cap_cleanup(void *data);
 static ngx_int_t ngx_http_cost_cap_start(ngx_http_request_t *r,
     ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
@@ -72,6 +70,11 @@ ngx_http_cost_cap_handler(ngx_http_request_t *r)
 
     if (r != r->main) {
         return NGX_DECLINED;
+    }
+
+    /* a job's status call or callback: read, never priced (SPEC 10) */
+    if (lcf->job && lcf->job->mode != NGX_HTTP_COST_CAP_JOB_CREATE) {
+        return ngx_http_cost_cap_job_handler(r, lcf);
     }
 
     /* a tenant's budget, read (cost_cap_status) */
@@ -180,7 +183,7 @@ ngx_http_cost_cap_get_ctx(ngx_http_request_t *r)
 }
 
 
-static ngx_http_cost_cap_ctx_t *
+ngx_http_cost_cap_ctx_t *
 ngx_http_cost_cap_create_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t       *cln;

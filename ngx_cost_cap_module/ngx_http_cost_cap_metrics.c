@@ -173,6 +173,34 @@ ngx_http_cost_cap_metrics_model(ngx_http_cost_cap_model_t *model)
 }
 
 
+/* a model's counters by its pattern: a hold settled after it was made */
+
+ngx_http_cost_cap_model_metrics_t *
+ngx_http_cost_cap_metrics_model_name(u_char *name, size_t len)
+{
+    ngx_uint_t                    i, n;
+    ngx_http_cost_cap_metrics_t  *mt;
+
+    mt = ngx_http_cost_cap_metrics;
+    if (mt == NULL || len == 0) {
+        return NULL;
+    }
+
+    n = ngx_min(mt->nmodels, NGX_HTTP_COST_CAP_MODELS);
+    len = ngx_min(len, NGX_HTTP_COST_CAP_NAME_LEN);
+
+    for (i = 0; i < n; i++) {
+        if (mt->models[i].len == len
+            && ngx_strncmp(mt->models[i].name, name, len) == 0)
+        {
+            return &mt->models[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 void
 ngx_http_cost_cap_metrics_latency(ngx_msec_int_t us)
 {
@@ -352,6 +380,31 @@ ngx_http_cost_cap_metrics_handler(ngx_http_request_t *r)
         mt->settle_drops, mt->give_backs, mt->redis_retries,
         mt->redis_redirects, mt->stalls, mt->cache_hits, mt->leases,
         mt->leased, mt->lease_returns);
+
+    p = ngx_sprintf(p,
+        "# HELP cost_cap_jobs_opened_total Holds made: reservations of job "
+        "create calls kept until the job ends.\n"
+        "# TYPE cost_cap_jobs_opened_total counter\n"
+        "cost_cap_jobs_opened_total %uA\n"
+        "# HELP cost_cap_jobs_settled_total Holds settled by the job's "
+        "outcome (a status call or a callback).\n"
+        "# TYPE cost_cap_jobs_settled_total counter\n"
+        "cost_cap_jobs_settled_total{outcome=\"succeeded\"} %uA\n"
+        "cost_cap_jobs_settled_total{outcome=\"failed\"} %uA\n"
+        "# HELP cost_cap_jobs_expired_total Holds whose ttl ended unsettled, "
+        "by on_expiry (policy).\n"
+        "# TYPE cost_cap_jobs_expired_total counter\n"
+        "cost_cap_jobs_expired_total{policy=\"keep\"} %uA\n"
+        "cost_cap_jobs_expired_total{policy=\"refund\"} %uA\n"
+        "# HELP cost_cap_jobs_held_usd Held by open holds: made minus "
+        "settled by this NGINX (summed over instances), USD.\n"
+        "# TYPE cost_cap_jobs_held_usd gauge\n"
+        "cost_cap_jobs_held_usd ",
+        mt->jobs_opened, mt->jobs_succeeded, mt->jobs_failed, mt->jobs_kept,
+        mt->jobs_refunded);
+
+    p += cc_decimal_format((int64_t) mt->jobs_held, (char *) p);
+    *p++ = LF;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = p - body;

@@ -262,6 +262,20 @@ static ngx_command_t  ngx_http_cost_cap_commands[] = {
       0,
       NULL },
 
+    { ngx_string("cost_cap_job"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_cost_cap_job_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cost_cap_idempotency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_cost_cap_idempotency_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("cost_cap_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_cost_cap_metrics_set,
@@ -313,7 +327,8 @@ enum {
     NGX_HTTP_COST_CAP_VAR_ESTIMATE,
     NGX_HTTP_COST_CAP_VAR_SPENT,
     NGX_HTTP_COST_CAP_VAR_REMAINING,
-    NGX_HTTP_COST_CAP_VAR_RESULT
+    NGX_HTTP_COST_CAP_VAR_RESULT,
+    NGX_HTTP_COST_CAP_VAR_JOB
 };
 
 
@@ -342,6 +357,9 @@ static ngx_http_variable_t  ngx_http_cost_cap_vars[] = {
 
     { ngx_string("cost_cap_result"), NULL, ngx_http_cost_cap_variable,
       NGX_HTTP_COST_CAP_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("cost_cap_job"), NULL, ngx_http_cost_cap_variable,
+      NGX_HTTP_COST_CAP_VAR_JOB, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -414,6 +432,13 @@ ngx_http_cost_cap_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_COST_CAP_VAR_MODEL:
         s = ctx->model;
+        goto found;
+
+    case NGX_HTTP_COST_CAP_VAR_JOB:
+        if (ngx_http_cost_cap_job_variable(r, ctx, &s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         goto found;
 
     case NGX_HTTP_COST_CAP_VAR_GPU_SECONDS:
@@ -678,6 +703,10 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->lease_headroom, prev->lease_headroom, 16);
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
+
+    if (ngx_http_cost_cap_job_merge(cf, conf, prev) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->status_on) {
         if (conf->tenant == NULL) {
@@ -1724,6 +1753,10 @@ ngx_http_cost_cap_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_cost_cap_job_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_cost_cap_ops_init_scripts(cf);
 }
 
@@ -1748,7 +1781,11 @@ ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
 
     ngx_http_cost_cap_main_conf = cmcf;
 
-    return ngx_http_cost_cap_ops_init_process(cycle);
+    if (ngx_http_cost_cap_ops_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_cost_cap_job_init_process(cycle);
 }
 
 

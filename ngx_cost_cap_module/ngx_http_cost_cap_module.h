@@ -45,6 +45,14 @@
 #define NGX_HTTP_COST_CAP_LEVEL_TENANT     0
 #define NGX_HTTP_COST_CAP_LEVEL_PARENT     1
 
+/* cost_cap_job */
+#define NGX_HTTP_COST_CAP_JOB_CREATE       1
+#define NGX_HTTP_COST_CAP_JOB_POLL         2
+#define NGX_HTTP_COST_CAP_JOB_WEBHOOK      3
+
+/* a job id as it goes into costcap:{TAG}:[TENANT:]job:ID */
+#define NGX_HTTP_COST_CAP_JOB_LEN          256
+
 
 /* $cost_cap_result */
 typedef enum {
@@ -142,6 +150,15 @@ typedef struct {
                                                    a lease */
     ngx_atomic_t                lease_returns;
     ngx_atomic_t                policy;         /* eviction policy seen */
+
+    /* holds of async jobs (SPEC 10) */
+    ngx_atomic_t                jobs_opened;
+    ngx_atomic_t                jobs_succeeded;
+    ngx_atomic_t                jobs_failed;
+    ngx_atomic_t                jobs_kept;      /* expired, kept */
+    ngx_atomic_t                jobs_refunded;  /* expired, refunded */
+    ngx_atomic_t                jobs_held;      /* micro-USD, signed: opened
+                                                   minus settled here */
     ngx_uint_t                  nmodels;
     ngx_http_cost_cap_model_metrics_t  models[NGX_HTTP_COST_CAP_MODELS];
 } ngx_http_cost_cap_metrics_t;
@@ -181,9 +198,49 @@ typedef struct {
     ngx_str_t                   ssl_certificate;
     ngx_str_t                   ssl_certificate_key;
 
+    ngx_uint_t                  jobs;           /* cost_cap_job somewhere:
+                                                   expired holds are swept */
+
     ngx_array_t                 model_names;    /* ngx_str_t: metrics */
     ngx_uint_t                 *model_slots;
 } ngx_http_cost_cap_main_conf_t;
+
+
+/* cost_cap_job: where a job's id, outcome or actual cost is read */
+typedef struct {
+    ngx_str_t                   path;           /* dotted, in the body */
+    ngx_http_complex_value_t   *value;          /* or a value with variables */
+} ngx_http_cost_cap_src_t;
+
+
+/* failed=, succeeded=: a path, and the values that say so */
+typedef struct {
+    ngx_str_t                   path;           /* default: status= */
+    cc_str_t                   *values;         /* "*" present, "-" absent;
+                                                   NULL: not configured */
+    ngx_uint_t                  nvalues;
+} ngx_http_cost_cap_cond_t;
+
+
+/* the body paths a job location reads: id=, failed=, succeeded=, actual= */
+#define NGX_HTTP_COST_CAP_JOB_PATHS  4
+
+typedef struct {
+    ngx_uint_t                  mode;           /* NGX_HTTP_COST_CAP_JOB_* */
+    ngx_http_cost_cap_src_t     id;
+    ngx_http_cost_cap_src_t     actual;         /* GPU-seconds */
+    ngx_http_cost_cap_cond_t    failed;
+    ngx_http_cost_cap_cond_t    succeeded;
+    time_t                      ttl;
+    ngx_uint_t                  refund;         /* on_expiry=refund */
+    cc_path_t                   paths[NGX_HTTP_COST_CAP_JOB_PATHS];
+                                                /* for the scanner; a
+                                                   succeeded= on failed='s
+                                                   path is read once */
+} ngx_http_cost_cap_job_conf_t;
+
+
+typedef struct ngx_http_cost_cap_job_ctx_s   ngx_http_cost_cap_job_ctx_t;
 
 
 typedef struct {
@@ -224,6 +281,11 @@ typedef struct {
     int64_t                     lease;          /* micro-USD; 0: off */
     ngx_msec_t                  lease_ttl;
     ngx_uint_t                  lease_headroom;
+
+    /* SPEC 10 */
+    ngx_http_cost_cap_job_conf_t  *job;         /* this location's only */
+    ngx_http_complex_value_t   *idem;           /* cost_cap_idempotency */
+    time_t                      idem_ttl;
 } ngx_http_cost_cap_loc_conf_t;
 
 
@@ -314,6 +376,7 @@ typedef struct {
     int64_t                     gpu_price;      /* micro-USD / GPU-hour */
 
     ngx_http_cost_cap_rsv_t     rsv;
+    ngx_http_cost_cap_job_ctx_t  *job;          /* a job's id and outcome */
     ngx_int_t                   bind;           /* index into rsv.win: the
                                                    one reported, -1 none */
     size_t                      bad_len;        /* a malformed cap's value */
@@ -335,6 +398,7 @@ extern ngx_module_t  ngx_http_cost_cap_module;
 
 /* handler */
 ngx_int_t ngx_http_cost_cap_handler(ngx_http_request_t *r);
+ngx_http_cost_cap_ctx_t *ngx_http_cost_cap_create_ctx(ngx_http_request_t *r);
 void ngx_http_cost_cap_fail(ngx_http_cost_cap_ctx_t *ctx, ngx_uint_t status,
     const char *code, const char *message, ngx_str_t *param);
 
@@ -365,6 +429,20 @@ ngx_uint_t ngx_http_cost_cap_lease_settle(ngx_http_cost_cap_rsv_t *rsv,
     int64_t delta);
 void ngx_http_cost_cap_lease_exit(void);
 
+/* room for the formatted keys and numbers of one command */
+#define NGX_HTTP_COST_CAP_ARGS      (3 + 5 + NGX_HTTP_COST_CAP_WIN_MAX        \
+                                     + 10 + 4 * NGX_HTTP_COST_CAP_WIN_MAX)
+
+typedef struct {
+    u_char                     *p;
+    u_char                     *last;
+    int                         argc;
+    const char                 *argv[NGX_HTTP_COST_CAP_ARGS];
+    size_t                      argvlen[NGX_HTTP_COST_CAP_ARGS];
+    u_char                      buf[8192];
+} ngx_http_cost_cap_args_t;
+
+
 /* reservations (ngx_http_cost_cap_reserve.c) */
 ngx_int_t ngx_http_cost_cap_reserve(ngx_http_cost_cap_ctx_t *ctx,
     ngx_http_cost_cap_loc_conf_t *lcf);
@@ -372,8 +450,38 @@ void ngx_http_cost_cap_reserve_detach(ngx_http_cost_cap_ctx_t *ctx);
 void ngx_http_cost_cap_force(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_give_back(ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_settle(ngx_http_cost_cap_rsv_t *rsv, int64_t delta);
+void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_op_t *op, ngx_uint_t script);
+void ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s,
+    size_t len);
+void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
+    const char *fmt, ...);
+void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
+void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
+    ngx_http_cost_cap_rsv_t *rsv);
 void ngx_http_cost_cap_lease_return(ngx_http_cost_cap_rsv_t *rsv,
     int64_t unused);
+
+/* async jobs and idempotency (ngx_http_cost_cap_job.c) */
+char *ngx_http_cost_cap_job_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_cost_cap_idempotency_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_cost_cap_job_merge(ngx_conf_t *cf,
+    ngx_http_cost_cap_loc_conf_t *conf, ngx_http_cost_cap_loc_conf_t *prev);
+ngx_int_t ngx_http_cost_cap_job_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_cost_cap_job_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_cost_cap_job_handler(ngx_http_request_t *r,
+    ngx_http_cost_cap_loc_conf_t *lcf);
+ngx_int_t ngx_http_cost_cap_job_hold(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
+void ngx_http_cost_cap_job_log(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx);
+ngx_int_t ngx_http_cost_cap_job_variable(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_str_t *id);
+ngx_int_t ngx_http_cost_cap_idempotency(ngx_http_request_t *r,
+    ngx_http_cost_cap_ctx_t *ctx, ngx_http_cost_cap_loc_conf_t *lcf);
 
 /* reply */
 ngx_int_t ngx_http_cost_cap_send_error(ngx_http_request_t *r,
@@ -400,6 +508,8 @@ ngx_int_t ngx_http_cost_cap_metrics_add_model(ngx_conf_t *cf,
 ngx_int_t ngx_http_cost_cap_metrics_zone(ngx_conf_t *cf);
 ngx_http_cost_cap_model_metrics_t *ngx_http_cost_cap_metrics_model(
     ngx_http_cost_cap_model_t *model);
+ngx_http_cost_cap_model_metrics_t *ngx_http_cost_cap_metrics_model_name(
+    u_char *name, size_t len);
 void ngx_http_cost_cap_metrics_latency(ngx_msec_int_t us);
 char *ngx_http_cost_cap_metrics_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

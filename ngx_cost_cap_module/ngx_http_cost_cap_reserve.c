@@ -29,8 +29,6 @@
 /* sent again at most this often for a period boundary */
 #define NGX_HTTP_COST_CAP_MAX_STALE     3
 
-#define NGX_HTTP_COST_CAP_ARGS          (3 + 5 + NGX_HTTP_COST_CAP_WIN_MAX    \
-                                         + 10 + 4 * NGX_HTTP_COST_CAP_WIN_MAX)
 
 
 typedef struct {
@@ -43,17 +41,6 @@ typedef struct {
                                                    unreserved: charge it */
     u_char                         settle_id[NGX_HTTP_COST_CAP_OP_ID_LEN];
 } ngx_http_cost_cap_payload_t;
-
-
-/* room for the formatted keys and numbers of one command */
-typedef struct {
-    u_char                        *p;
-    u_char                        *last;
-    int                            argc;
-    const char                    *argv[NGX_HTTP_COST_CAP_ARGS];
-    size_t                         argvlen[NGX_HTTP_COST_CAP_ARGS];
-    u_char                         buf[8192];
-} ngx_http_cost_cap_args_t;
 
 
 static ngx_http_cost_cap_op_t *ngx_http_cost_cap_rsv_op(
@@ -83,12 +70,6 @@ static void ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv,
     ngx_str_t *tenant, ngx_str_t *parent, ngx_log_t *log);
 static void ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op,
     const char *what);
-static void ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s,
-    size_t len);
-static void ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a,
-    const char *fmt, ...);
-static void ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
-    ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i);
 static void ngx_http_cost_cap_arg_op(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, u_char *id);
 static void ngx_http_cost_cap_arg_cat(ngx_http_cost_cap_args_t *a,
@@ -99,12 +80,8 @@ static void ngx_http_cost_cap_arg_end(ngx_http_cost_cap_args_t *a,
     u_char *start);
 static void ngx_http_cost_cap_arg_num(ngx_http_cost_cap_args_t *a,
     int64_t v);
-static void ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
-    ngx_http_cost_cap_rsv_t *rsv);
 static void ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, u_char *id);
-static void ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
-    ngx_http_cost_cap_op_t *op, ngx_uint_t script);
 
 
 #define ngx_http_cost_cap_payload(op)                                         \
@@ -1099,7 +1076,7 @@ ngx_http_cost_cap_dropped(ngx_http_cost_cap_op_t *op, const char *what)
 
 /* EVALSHA <sha>: how every script call begins; NOSCRIPT loads it */
 
-static void
+void
 ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_op_t *op, ngx_uint_t script)
 {
@@ -1114,7 +1091,7 @@ ngx_http_cost_cap_arg_script(ngx_http_cost_cap_args_t *a,
 }
 
 
-static void
+void
 ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s, size_t len)
 {
     if (a->argc == NGX_HTTP_COST_CAP_ARGS) {
@@ -1128,7 +1105,7 @@ ngx_http_cost_cap_arg(ngx_http_cost_cap_args_t *a, u_char *s, size_t len)
 }
 
 
-static void
+void
 ngx_http_cost_cap_arg_fmt(ngx_http_cost_cap_args_t *a, const char *fmt, ...)
 {
     u_char   *p;
@@ -1166,7 +1143,7 @@ ngx_http_cost_cap_arg_lease(ngx_http_cost_cap_args_t *a,
 
 /* costcap:{TAG}:[TENANT:]idem:KEY */
 
-static void
+void
 ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv)
 {
@@ -1177,7 +1154,7 @@ ngx_http_cost_cap_arg_idem(ngx_http_cost_cap_args_t *a,
 
 /* a window's counter: costcap:{TAG}:[TENANT:]WINDOW:PERIOD */
 
-static void
+void
 ngx_http_cost_cap_arg_key(ngx_http_cost_cap_args_t *a,
     ngx_http_cost_cap_rsv_t *rsv, ngx_uint_t i)
 {

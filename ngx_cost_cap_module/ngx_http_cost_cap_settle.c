@@ -3,7 +3,8 @@
  * ngx_cost_cap_module: settlement.  A reservation is an estimate: it is
  * given back when the request failed (cost_cap_refund_status) or came too
  * late, and adjusted to the actual cost (cost_cap_actual), on exactly the
- * keys it was reserved on.
+ * keys it was reserved on; a job's create call holds it until the job
+ * ends (ngx_http_cost_cap_job.c).
  */
 
 
@@ -30,6 +31,11 @@ ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    /* a job's status call or callback: its hold, settled */
+    if (ctx->job) {
+        ngx_http_cost_cap_job_log(r, ctx);
+    }
+
     /*
      * Admitted unreserved (cost_cap_on_error open): it is charged once
      * Redis answers, by its id; a refund takes that back, whichever comes
@@ -49,6 +55,11 @@ ngx_http_cost_cap_log_handler(ngx_http_request_t *r)
     }
 
     ctx->settled = 1;
+
+    /* a job's create call: the reservation is held until the job ends */
+    if (ngx_http_cost_cap_job_hold(r, ctx) == NGX_OK) {
+        return NGX_OK;
+    }
 
     if (ngx_http_cost_cap_delta(r, ctx, &delta) != NGX_OK || delta == 0) {
         return NGX_OK;

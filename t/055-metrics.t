@@ -260,6 +260,12 @@ my $LAST_SCRAPE;
         'cost_cap_leases_total' => 0,
         'cost_cap_lease_admitted_total' => 0,
         'cost_cap_lease_returns_total' => 0,
+        'cost_cap_jobs_opened_total' => 0,
+        'cost_cap_jobs_settled_total{outcome="succeeded"}' => 0,
+        'cost_cap_jobs_settled_total{outcome="failed"}' => 0,
+        'cost_cap_jobs_expired_total{policy="keep"}' => 0,
+        'cost_cap_jobs_expired_total{policy="refund"}' => 0,
+        'cost_cap_jobs_held_usd' => 0,
     );
     # flux: 1.7582912 GPU-s per request, at micro precision
     my $f1 = $m->{'cost_cap_calibration_estimated_gpu_seconds_total{model="~^flux"}'} // '';

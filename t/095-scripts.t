@@ -28,7 +28,8 @@ for my $f (glob "$DIR/*.lua") {
     local $/;
     $LUA{$name} = <$fh>;
 }
-is_deeply([sort keys %LUA], [qw(cancel event lease reserve settle)],
+is_deeply([sort keys %LUA],
+          [qw(cancel claim event hold lease pointer release reserve settle)],
           'the scripts');
 
 my $r = start_redis();

@@ -65,7 +65,7 @@ ok(@RULES, 'rules files: ' . join(' ', map { s{.*/}{}r } @RULES));
 
 my @ROWS = ('Spend', 'Decisions', 'Refunds and adjustments',
             'Calibration: estimated vs actual GPU-seconds', 'Redis',
-            'Settlements');
+            'Settlements', 'Async jobs');
 
 ok(@DASHBOARDS, 'dashboards: ' . join(' ', map { s{.*/}{}r } @DASHBOARDS));
 
@@ -318,7 +318,8 @@ my ($decisions) = grep { $QUERIES{$_} =~ /"Decisions per second by result"/ }
 my %res = map { $_->{metric}{result} => $_->{value}[1] }
           @{ query(promql($decisions))->{data}{result} // [] };
 is_deeply([sort keys %res],
-          [qw(admitted dry_run_rejected error error_open invalid rejected)],
+          [qw(admitted dry_run_rejected error error_open invalid quote
+               rejected)],
           'decisions: a series per result');
 ok(($res{admitted} // 0) > 0 && ($res{rejected} // 0) > 0,
    'decisions: admitted and rejected above 0 per second');
