@@ -208,6 +208,7 @@ ngx_int_t ngx_http_cost_cap_router_init(ngx_cycle_t *cycle);
 void ngx_http_cost_cap_router_exit(void);
 ngx_int_t ngx_http_cost_cap_router_send(ngx_http_cost_cap_op_t *op);
 void ngx_http_cost_cap_router_lost(ngx_http_cost_cap_op_t *op);
+ngx_int_t ngx_http_cost_cap_router_retriable(ngx_http_cost_cap_op_t *op);
 void ngx_http_cost_cap_router_retry(ngx_http_cost_cap_op_t *op);
 void ngx_http_cost_cap_router_error(ngx_http_cost_cap_conn_t *c,
     ngx_http_cost_cap_op_t *op, redisReply *reply);

@@ -832,10 +832,13 @@ ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op, redisReply *reply,
             return;
         }
 
-        /* -OOM, -NOSCRIPT twice, ...: again, until the deadline */
-        ngx_http_cost_cap_router_retry(op);
-
-        if (op->where != NGX_HTTP_COST_CAP_OP_NOWHERE) {
+        /*
+         * -OOM, -NOSCRIPT twice, ...: again, until the deadline; past it,
+         * dropped here (the retry would finish the operation inside its
+         * own handler, and op_finish() would free it twice)
+         */
+        if (ngx_http_cost_cap_router_retriable(op)) {
+            ngx_http_cost_cap_router_retry(op);
             return;
         }
     }

@@ -496,21 +496,32 @@ ngx_http_cost_cap_router_lost(ngx_http_cost_cap_op_t *op)
 
 /* a reply that says it did not run: sent again shortly, until the deadline */
 
+ngx_int_t
+ngx_http_cost_cap_router_retriable(ngx_http_cost_cap_op_t *op)
+{
+    ngx_http_cost_cap_router_t  *rt;
+
+    rt = ngx_http_cost_cap_router;
+
+    return rt != NULL && !rt->forced
+           && (ngx_msec_int_t) (op->deadline - ngx_current_msec)
+              > NGX_HTTP_COST_CAP_RETRY_DELAY / 2;
+}
+
+
 void
 ngx_http_cost_cap_router_retry(ngx_http_cost_cap_op_t *op)
 {
     ngx_msec_int_t               left;
     ngx_http_cost_cap_router_t  *rt;
 
-    rt = ngx_http_cost_cap_router;
-    left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
-
-    if (rt == NULL || rt->forced
-        || left <= NGX_HTTP_COST_CAP_RETRY_DELAY / 2)
-    {
+    if (!ngx_http_cost_cap_router_retriable(op)) {
         ngx_http_cost_cap_op_finish(op, NULL, NGX_HTTP_COST_CAP_OP_LOST);
         return;
     }
+
+    rt = ngx_http_cost_cap_router;
+    left = (ngx_msec_int_t) (op->deadline - ngx_current_msec);
 
     ngx_http_cost_cap_count(redis_retries, 1);
     ngx_http_cost_cap_router_requeued(op);
