@@ -50,15 +50,16 @@ if (only('stall')) {
     $s->at(5);
     $relay->resume('dead');
     my $back = $s->mark('resume');
-    $s->at(8);
+    $s->at(9);
     my $sum = $s->finish;
 
     ok($sum->{status}{503}, 'stall: 503 while the relay is silent');
     # once the gateways are on new connections, a 503 is a reply slower
-    # than 200 ms (a loaded machine), not the stall
+    # than 200 ms (a loaded machine), not the stall; 1.5 s of answers, at
+    # least 30 of them however busy the machine
     my @after = grep { $_->{start} > $back + 2.5 } $l->rows;
     my $late = grep { $_->{status} == 503 } @after;
-    ok(@after > 100 && $late <= @after / 100,
+    ok(@after >= 30 && $late <= @after / 100,
        sprintf 'stall: once on new connections, %d 503 of %d answers',
                $late, scalar @after);
     my $first = $l->first_after($back, qr/^(200|429)$/);
