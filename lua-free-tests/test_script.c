@@ -145,6 +145,20 @@ test_reply_ok(void **state)
     assert_int_equal(out.win[0].cap, -1);
     assert_int_equal(out.win[1].cap, -1);
     assert_int_equal(out.win[0].spent, 0);
+    assert_int_equal(out.lease, 0);
+
+    /* ... and the lease the first attempt took, lost with its reply */
+    f.top.elements = 5;
+    set_int(&f.el[4], 2000000);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.mask, 3);
+    assert_int_equal(out.lease, 2000000);
+    set_int(&f.el[4], 0);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), 0);
+    assert_int_equal(out.lease, 0);
+    set_int(&f.el[4], -1);
+    assert_int_equal(cc_reserve_reply_parse(&f.top, NWIN, &out), -1);
+    f.top.elements = 4;
 
     /* idempotency key of another price: the first estimate */
     set_int(&f.el[0], CC_RESERVE_CONFLICT);

@@ -171,6 +171,15 @@ cc_reserve_reply_parse(const redisReply *reply, size_t nwin,
             }
 
             out->mask = (uint64_t) out->extra;
+
+            /* the lease it took: lost with the first reply (0: none) */
+            if (reply->elements > 4) {
+                out->lease = reply->element[4]->integer;
+
+                if (out->lease < 0) {
+                    return -1;
+                }
+            }
         }
 
         if (out->status == CC_RESERVE_BAD_CAP

@@ -49,7 +49,8 @@ typedef struct {
     uint64_t        mask;           /* windows charged */
     int64_t         extra;          /* CONFLICT: the first estimate;
                                        BAD_*: the window, from 0 */
-    int64_t         lease;          /* LEASED: the amount leased */
+    int64_t         lease;          /* LEASED: the amount leased;
+                                       APPLIED: leased by the first */
     size_t          nwin;
     cc_window_reply_t  win[CC_RESERVE_WIN_MAX];
     size_t          nalerts;

@@ -543,6 +543,11 @@ ngx_http_cost_cap_lease_answer(ngx_http_cost_cap_ctx_t *ctx,
             ngx_http_cost_cap_lease_end(l);
         }
 
+        /* a resend found it applied: the lease went with the lost reply */
+        if (rsv->status == CC_RESERVE_APPLIED && rsv->lease > 0) {
+            ngx_http_cost_cap_lease_return(rsv, rsv->lease);
+        }
+
         return;
     }
 

@@ -62,8 +62,10 @@ static void ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op,
     redisReply *reply, ngx_uint_t event);
 static ngx_int_t ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op,
     ngx_http_cost_cap_args_t *a);
-static void ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op,
+static void ngx_http_cost_cap_forced(ngx_http_cost_cap_op_t *op,
     redisReply *reply);
+static void ngx_http_cost_cap_lease_orphan(ngx_http_cost_cap_rsv_t *rsv,
+    cc_reserve_reply_t *res);
 static void ngx_http_cost_cap_late_events(ngx_http_cost_cap_rsv_t *rsv,
     cc_reserve_reply_t *res);
 static void ngx_http_cost_cap_events(ngx_http_cost_cap_rsv_t *rsv,
@@ -551,10 +553,7 @@ ngx_http_cost_cap_reserve_late(ngx_http_cost_cap_op_t *op,
     /* served unreserved: the charge stays, a lease nobody will use goes */
     if (charged) {
         ngx_http_cost_cap_late_events(&pl->rsv, res);
-    }
-
-    if (charged && res->status == CC_RESERVE_LEASED) {
-        ngx_http_cost_cap_lease_return(&pl->rsv, res->lease);
+        ngx_http_cost_cap_lease_orphan(&pl->rsv, res);
         return;
     }
 
@@ -826,7 +825,7 @@ ngx_http_cost_cap_undo_handler(ngx_http_cost_cap_op_t *op, redisReply *reply,
     if (event == NGX_HTTP_COST_CAP_OP_REPLY) {
         if (reply->type != REDIS_REPLY_ERROR) {
             if (pl->kind == NGX_HTTP_COST_CAP_KIND_FORCE) {
-                ngx_http_cost_cap_force_events(op, reply);
+                ngx_http_cost_cap_forced(op, reply);
             }
 
             return;
@@ -882,24 +881,53 @@ ngx_http_cost_cap_send(ngx_http_cost_cap_op_t *op, ngx_http_cost_cap_args_t *a)
 /*
  * A request served while Redis was away, charged now: the thresholds its
  * charge crossed are events as well (the script has marked them as sent).
+ * Or its reservation had run after all, its reply lost: the lease that
+ * took is nobody's.
  */
 
 static void
-ngx_http_cost_cap_force_events(ngx_http_cost_cap_op_t *op, redisReply *reply)
+ngx_http_cost_cap_forced(ngx_http_cost_cap_op_t *op, redisReply *reply)
 {
     cc_reserve_reply_t        res;
     ngx_http_cost_cap_rsv_t  *rsv;
 
     rsv = &ngx_http_cost_cap_payload(op)->rsv;
 
-    if (cc_reserve_reply_parse(reply, rsv->nwin, &res) != 0
-        || (res.status != CC_RESERVE_ADMITTED
-            && res.status != CC_RESERVE_REFUSED))
-    {
+    if (cc_reserve_reply_parse(reply, rsv->nwin, &res) != 0) {
         return;
     }
 
-    ngx_http_cost_cap_late_events(rsv, &res);
+    if (res.status == CC_RESERVE_APPLIED) {
+        ngx_http_cost_cap_lease_orphan(rsv, &res);
+        return;
+    }
+
+    if (res.status == CC_RESERVE_ADMITTED
+        || res.status == CC_RESERVE_REFUSED)
+    {
+        ngx_http_cost_cap_late_events(rsv, &res);
+    }
+}
+
+
+/*
+ * A lease a reservation took whose request is gone, or whose reply was
+ * lost: no worker holds it, it goes back now, on the counters it was
+ * charged to (rsv is a copy made before the reply: its mask is the
+ * reply's).
+ */
+
+static void
+ngx_http_cost_cap_lease_orphan(ngx_http_cost_cap_rsv_t *rsv,
+    cc_reserve_reply_t *res)
+{
+    if (res->lease <= 0 || res->mask == 0) {
+        return;
+    }
+
+    rsv->mask = res->mask;
+
+    ngx_http_cost_cap_lease_return(rsv, res->lease);
 }
 
 

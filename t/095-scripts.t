@@ -169,6 +169,14 @@ sub nkeys { my $p = shift; scalar grep { !/:op:/ } @{R('KEYS', "*{$p}*")} }
     is_deeply([@$res[0, 3]], [2, 1], 'reserve: the same id again: applied '
                                      . 'before, its mask');
     is(R('GET', 'costcap:{mk}:total:all'), 7, 'reserve: ... charged once');
+    is($res->[4], 0, 'reserve: ... and the lease it took: none');
+    R('SET', 'costcap:{mk}:op:' . ($id = id()), 'A:1:1200', 'PX', 60000);
+    $res = reserve(tag => 'mk', id => $id, est => 7,
+                   win => [total('mk', 100)]);
+    is_deeply([@$res[0, 3, 4]], [2, 1, 1200],
+              'reserve: applied before with a lease: its mask and the lease '
+              . '(lost with the first reply: the worker gives it back)');
+    is(R('GET', 'costcap:{mk}:total:all'), 7, 'reserve: ... nothing charged');
     R('SET', 'costcap:{mk}:op:' . ($id = id()), 'C');
     $res = reserve(tag => 'mk', id => $id, est => 7,
                    win => [total('mk', 100)]);

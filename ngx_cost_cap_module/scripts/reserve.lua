@@ -30,12 +30,13 @@
 -- Reply: {status, seconds, microseconds, charged mask, spent_1, cap_1,
 -- ..., spent_n, cap_n (-1 not enforced), then window, percent for each
 -- threshold crossed, then (status 6) the lease granted}.  status: 1
--- admitted, 6 admitted with a lease, 0 refused, 2 applied before
--- (a resend; the mask follows), 3 cancelled, 4 idempotent replay, 5
--- idempotency key reused (its estimate follows), -1 periods not current,
--- -2 a malformed cap in a caps hash (window, value follow), -3 a counter
--- that is not a whole number (window follows).  Nothing is written
--- unless the status is 1, or 0 in dry run.
+-- admitted, 6 admitted with a lease, 0 refused, 2 applied before (a
+-- resend; the mask and the lease it took, 0 if none, follow: that lease
+-- went with the lost reply, the worker gives it back), 3 cancelled, 4
+-- idempotent replay, 5 idempotency key reused (its estimate follows), -1
+-- periods not current, -2 a malformed cap in a caps hash (window, value
+-- follow), -3 a counter that is not a whole number (window follows).
+-- Nothing is written unless the status is 1, or 0 in dry run.
 
 local mode, est = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -55,7 +56,8 @@ if mode ~= 'q' then
   local op = redis.call('GET', KEYS[1])
   if op then
     if op:sub(1, 1) == 'A' then
-      return {2, now, us, tonumber(op:match('^A:(%d+)'))}
+      local mask, lease = op:match('^A:(%d+):?(%d*)')
+      return {2, now, us, tonumber(mask), tonumber(lease) or 0}
     end
     return {3, now, us}
   end
