@@ -174,10 +174,27 @@ ok($sum >= $CAP - $LARGEST,
 my $key = 'costcap:{acme}:day:' . {window_info()}->{day};
 my $counter;
 poll_until(sub { ($counter = redis()->cmd('GET', $key)) == $sum }, 5);
-is($counter, $sum,
-   'Redis day counter equals the sum of admitted estimates, leases back');
-is(scalar(grep { !/:op:/ } @{redis()->cmd('KEYS', 'costcap:{acme}:lease:*')}),
-   0, 'no lease left in Redis');
+my @left = grep { !/:op:/ }
+           @{redis()->cmd('KEYS', 'costcap:{acme}:lease:*')};
+my $ok = is($counter, $sum,
+            'Redis day counter equals the sum of admitted estimates, leases '
+            . 'back');
+$ok &= is(scalar @left, 0, 'no lease left in Redis');
+# a failure explains itself: each lease left with its reservation's marker
+# (A:mask:lease applied, R given back), what the gateways logged of leases
+# and of what they gave up
+unless ($ok) {
+    for my $l (@left) {
+        (my $op = $l) =~ s/:lease:/:op:/;
+        Test::More::diag("left: $l = " . (redis()->cmd('GET', $l) // 'nil')
+                         . ', marker ' . (redis()->cmd('GET', $op) // 'nil'));
+    }
+    for my $i (0, 1) {
+        Test::More::diag("gateway $i: $_")
+            for grep { /lease|dropped|unconfirmed|exiting|shutting/ }
+                split /\n/, $gw[$i]->error_log;
+    }
+}
 
 my (%m, $calls);
 for my $g (@gw) {
