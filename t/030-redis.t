@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/lib";
 use CostCap::Test;
 use Time::HiRes ();
 
-add_macro(TEST_NGINX_DEAD_PORT => free_port());
+add_macro(TEST_NGINX_DEAD_PORT => dead_port());
 
 add_macro(TEST_NGINX_VARS => <<'END');
 add_header X-Var-Result $cost_cap_result always;
@@ -347,6 +347,8 @@ END
     ok($errors < 10, "$name: $errors [error] lines for 20 requests");
     no_crash($n, $name);
 }
+
+done_testing();
 
 __DATA__
 

@@ -116,3 +116,5 @@ for my $d (@DATES) {
 
 $n->stop;
 unlike($n->error_log, qr/exited on signal|\[alert\]/, 'no crash, no alert');
+
+done_testing();

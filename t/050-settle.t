@@ -32,7 +32,8 @@ use Time::HiRes ();
 # answers once open-NAME exists; delay=MS sleeps; status=CODE; gpu=V sends
 # X-GPU-Seconds: V
 
-my $SLOW_PORT = free_port();
+my $SLOW = listen_socket();      # bound here: no other test can take it
+my $SLOW_PORT = $SLOW->sockport;
 my $GATES = tmp_dir() . '/gates';
 mkdir $GATES or die "$GATES: $!";
 my $MAIN = $$;
@@ -72,10 +73,7 @@ die "fork: $!" unless defined $SLOW_PID;
 if ($SLOW_PID == 0) {
     setpgrp 0, 0;
     $SIG{CHLD} = 'IGNORE';
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $SLOW_PORT, Listen => 128,
-                                  ReuseAddr => 1, Proto => 'tcp')
-        or POSIX::_exit(1);
+    my $l = $SLOW;
     alarm 120;
     while (1) {
         my $c = $l->accept or next;
@@ -89,6 +87,7 @@ if ($SLOW_PID == 0) {
         close $c;
     }
 }
+close $SLOW;
 END {
     if ($$ == $MAIN && $SLOW_PID) {
         local $?;
@@ -115,7 +114,7 @@ sub gate_open {
 }
 
 add_macro(TEST_NGINX_SLOW_PORT => $SLOW_PORT);
-add_macro(TEST_NGINX_DEAD_PORT => free_port());
+add_macro(TEST_NGINX_DEAD_PORT => dead_port());
 
 add_default(http_config => <<'END');
 cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
@@ -489,8 +488,8 @@ sub wait_reloaded {
     ok(poll_until(sub { !kill(0, $old[0]) }, 5),
        "$name: then it exited");
     is(metrics($n)->{cost_cap_settlement_drops_total}, 0, "$name: no drop");
+    $n->stop;       # its log complete
     unlike($n->error_log, qr/dropped/, "$name: nothing dropped");
-    $n->stop;
     no_crash($n, $name);
 }
 
@@ -525,6 +524,8 @@ sub wait_reloaded {
     $n->stop;
     no_crash($n, $name);
 }
+
+done_testing();
 
 __DATA__
 

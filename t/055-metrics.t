@@ -542,3 +542,5 @@ END
 Test::More::note("final scrape:\n$LAST_SCRAPE") if $LAST_SCRAPE;
 my $took = Time::HiRes::time() - $T0;
 ok($took < 60, sprintf('whole run bounded (%.1f s)', $took));
+
+done_testing();

@@ -316,6 +316,7 @@ END
     no_crash($n, $name);
 }
 
+done_testing();
 
 __DATA__
 

@@ -316,3 +316,5 @@ diag(sprintf "chaos: acme cap %d, last acme 200 at t=%.1f s; events at "
      . "t=%s; %d [error] lines; run %.1f s", $CAP, $last200 // -1,
      join(' ', map { sprintf '%s:%.2f', $_, $ev{$_} - $t0 }
                sort { $ev{$a} <=> $ev{$b} } keys %ev), $errors, $took);
+
+done_testing();
