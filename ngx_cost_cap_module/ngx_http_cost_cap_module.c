@@ -360,6 +360,7 @@ ngx_http_cost_cap_create_main_conf(ngx_conf_t *cf)
      *     cmcf->password = { 0, NULL };
      *     cmcf->user = { 0, NULL };
      *     cmcf->db = 0;
+     *     cmcf->enabled = 0;
      */
 
     cmcf->timeout = 100;
@@ -498,6 +499,7 @@ ngx_http_cost_cap_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cost_cap_module);
+    cmcf->enabled = 1;
 
     if (conf->limits && cmcf->addr == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1476,8 +1478,17 @@ ngx_http_cost_cap_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_cost_cap_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_cost_cap_main_conf_t  *cmcf;
+
     /* the cache manager and loader serve no requests */
     if (ngx_process == NGX_PROCESS_HELPER) {
+        return NGX_OK;
+    }
+
+    /* inert where "cost_cap" is on in no location: no Redis connection */
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_cost_cap_module);
+    if (cmcf == NULL || !cmcf->enabled) {
         return NGX_OK;
     }
 
