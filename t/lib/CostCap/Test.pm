@@ -414,7 +414,7 @@ sub new {
     mkdir $dir;
     my $self = bless {
         port => $o{port} || CostCap::Test::free_port(),
-        fixed_port => $o{port},
+        fixed_port => $o{fixed} // $o{port},
         dir => $dir,
         args => $o{args} // '',
         password => undef,
@@ -1141,7 +1141,9 @@ sub _prepare_redis {
     if (_redis_restarts($block)) {
         my $port = $REDIS ? $REDIS->{port} : undef;
         $REDIS->stop if $REDIS;
-        $REDIS = CostCap::Test::Redis->new(args => $args, port => $port);
+        # the same port if it is free: no nginx of this block has it yet
+        $REDIS = CostCap::Test::Redis->new(args => $args, port => $port,
+                                           fixed => 0);
         $REDIS->start;
     }
     $REDIS->cmd('FLUSHALL');
