@@ -188,9 +188,11 @@ $ev{cont} = time;
 at(12);
 $ev{reload1} = time;
 reload();
+my $reload1_done = time;
 at(15);
 $ev{reload2} = time;
 reload();
+my $reload2_done = time;
 
 my %left = map { $_ => 1 } @pids;
 poll_until(sub {
@@ -243,15 +245,24 @@ ok($rec_stop <= $BACK, sprintf('service back %.3f s after SIGCONT',
 
 my @r503 = grep { $_->{status} == 503 } @rows;
 ok(@r503 > 0, 'some 503 while Redis was away');
-# a 503 overlaps the time Redis was away (give or take the reconnect)
+# a 503 overlaps the time Redis was away (give or take the reconnect), or
+# follows a reload: the new workers each connect to Redis, and on a busy
+# machine (ASan, other jobs) a request can wait there past the 200 ms
+# timeout (five 503s 0.7 to 1.7 s after a reload, in one make test of ten)
+sub during {
+    my ($row, $from, $to) = @_;
+    return $row->{end} >= $from - 0.05 && $row->{start} <= $to + $BACK;
+}
 my @stray = grep {
-    !(($_->{end} >= $ev{kill} - 0.05 && $_->{start} <= $ev{up} + $BACK)
-      || ($_->{end} >= $ev{stop} - 0.05
-          && $_->{start} <= $ev{cont} + $BACK))
+    !(during($_, $ev{kill}, $ev{up}) || during($_, $ev{stop}, $ev{cont})
+      || during($_, $ev{reload1}, $reload1_done)
+      || during($_, $ev{reload2}, $reload2_done))
 } @r503;
-is(scalar @stray, 0, '503 only while Redis was down or stalled')
+is(scalar @stray, 0, '503 only while Redis was down or stalled, or nginx '
+                     . 'reloaded')
     or diag(join "\n", map { sprintf '%.3f-%.3f', $_->{start} - $t0,
-                                     $_->{end} - $t0 } @stray[0 .. 9]);
+                                     $_->{end} - $t0 }
+                       @stray[0 .. ($#stray < 9 ? $#stray : 9)]);
 
 my (%sum, %adm, $bad_est);
 $bad_est = 0;
