@@ -57,6 +57,18 @@ run_tests();
 }
 
 {
+    # the same for a CostCap::Test::Node (Cluster, Sentinel, TLS nodes)
+    require CostCap::Test::Node;
+    my $a = CostCap::Test::Node->new(name => 'a')->start;
+    my $b = CostCap::Test::Node->new(name => 'b', port => $a->port);
+    my $ok = eval { $b->start; 1 };
+    ok(!$ok, 'node on a taken port: start fails');
+    like($@ // '', qr/Address already in use/, 'node: says why');
+    is($a->cmd('PING'), 'PONG', 'node: the first one still serves');
+    $a->stop;
+}
+
+{
     # a dead port refuses at once, and no server can take it
     my $p = dead_port();
     my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $p,

@@ -161,17 +161,24 @@ my ($PORT_LO, $PORT_HI) = (10000, 30000);
     $PORT_HI = $lo - 1 if $lo && $lo - 1 < $PORT_HI && $lo > 12000;
 }
 
+# a port of that range not handed out yet by this process (it is then)
+sub _candidate_port {
+    for (1 .. 1000) {
+        my $port = $PORT_LO + int rand($PORT_HI - $PORT_LO);
+        next if $PORT_USED{$port}++;
+        return $port;
+    }
+    die "no port left in [$PORT_LO, $PORT_HI]\n";
+}
+
 # a bound socket on an unused port (not listening unless Listen is given)
 sub _bind_port {
     my (%o) = @_;
     for (1 .. 200) {
-        my $port = $PORT_LO + int rand($PORT_HI - $PORT_LO);
-        next if $PORT_USED{$port};
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => $port, Proto => 'tcp',
-                                      %o)
+                                      LocalPort => _candidate_port(),
+                                      Proto => 'tcp', %o)
             or next;
-        $PORT_USED{$port} = 1;
         return $s;
     }
     die "cannot bind a free port in [$PORT_LO, $PORT_HI]: $!";
