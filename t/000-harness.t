@@ -57,6 +57,20 @@ run_tests();
 }
 
 {
+    # a restart that loads an AOF is up once it serves, not while it
+    # still answers -LOADING (INFO works then, PING does not)
+    my $r = start_redis(args => '--appendonly yes');
+    $r->cmd('EVAL', "for i = 1, 300000 do redis.call('SET', 'k' .. i, i) "
+                    . 'end', 0);
+    $r->stop('KILL');
+    $r->start;
+    my ($pong, $err) = $r->client->try_cmd('PING');
+    is($pong // $err, 'PONG', 'redis restarted from its AOF: serves at once');
+    is($r->cmd('DBSIZE'), 300000, 'redis: every key loaded');
+    stop_redis();
+}
+
+{
     # the same for a CostCap::Test::Node (Cluster, Sentinel, TLS nodes)
     require CostCap::Test::Node;
     my $a = CostCap::Test::Node->new(name => 'a')->start;

@@ -433,10 +433,12 @@ sub new {
 sub socket_path { $_[0]{dir} . '/redis.sock' }
 
 # Up once this redis-server answers on its own unix socket (in this test's
-# directory): it creates that socket after binding its TCP port, and exits
-# when the port is taken.  A PING on the TCP port alone could reach
-# another test's server.  A port chosen here and taken meanwhile by a
-# parallel test is replaced by another one.
+# directory) with its own pid, and PING with PONG (not -LOADING: a restart
+# with --appendonly yes answers INFO while it still loads its AOF): it
+# creates that socket after binding its TCP port, and exits when the port
+# is taken.  A PING on the TCP port alone could reach another test's
+# server.  A port chosen here and taken meanwhile by a parallel test is
+# replaced by another one.
 sub start {
     my $self = shift;
     for my $attempt (0 .. 3) {
@@ -475,7 +477,9 @@ sub _start_once {
             my ($info, $err) = $c->try_cmd('INFO', 'server');
             return $err && $err =~ /NOAUTH|WRONGPASS/ if defined $err;
             my ($pid) = $info =~ /^process_id:(\d+)/m;
-            return defined $pid && $pid == $self->{pid};
+            return 0 unless defined $pid && $pid == $self->{pid};
+            my ($pong) = $c->try_cmd('PING');
+            return defined $pong && $pong eq 'PONG';
         };
         $c->close;
         return $own;

@@ -186,9 +186,10 @@ sub start {
             if ($e && $e =~ /NOAUTH/) {
                 return 1 unless defined $self->{password};
                 $c->cmd('AUTH', $self->{password});
-            } elsif (!$r || $r ne 'PONG') {
-                return 0;
+                ($r, $e) = $c->try_cmd('PING');
             }
+            # -LOADING: still reading its data
+            return 0 unless $r && $r eq 'PONG';
             my $info = $c->cmd('INFO', 'server');
             my ($pid) = $info =~ /^process_id:(\d+)/m;
             return defined $pid && $pid == $self->{pid} ? 1 : 0;
