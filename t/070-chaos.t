@@ -188,11 +188,9 @@ $ev{cont} = time;
 at(12);
 $ev{reload1} = time;
 reload();
-my $reload1_done = time;
 at(15);
 $ev{reload2} = time;
 reload();
-my $reload2_done = time;
 
 my %left = map { $_ => 1 } @pids;
 poll_until(sub {
@@ -245,24 +243,33 @@ ok($rec_stop <= $BACK, sprintf('service back %.3f s after SIGCONT',
 
 my @r503 = grep { $_->{status} == 503 } @rows;
 ok(@r503 > 0, 'some 503 while Redis was away');
-# a 503 overlaps the time Redis was away (give or take the reconnect), or
-# follows a reload: the new workers each connect to Redis, and on a busy
-# machine (ASan, other jobs) a request can wait there past the 200 ms
-# timeout (five 503s 0.7 to 1.7 s after a reload, in one make test of ten)
+# A 503 overlaps the time Redis was away (give or take the reconnect);
+# elsewhere only a Redis timeout is excused: a busy machine (ASan, other
+# jobs) may delay a reply past the 200 ms timeout (a few 503s of 200 ms to
+# 1 s, around a reload or not, were seen in one make test of five), but a
+# 503 sooner than the timeout means the module gave up on a live Redis,
+# and many timeouts mean it lost one.
 sub during {
     my ($row, $from, $to) = @_;
     return $row->{end} >= $from - 0.05 && $row->{start} <= $to + $BACK;
 }
 my @stray = grep {
-    !(during($_, $ev{kill}, $ev{up}) || during($_, $ev{stop}, $ev{cont})
-      || during($_, $ev{reload1}, $reload1_done)
-      || during($_, $ev{reload2}, $reload2_done))
+    !(during($_, $ev{kill}, $ev{up}) || during($_, $ev{stop}, $ev{cont}))
 } @r503;
-is(scalar @stray, 0, '503 only while Redis was down or stalled, or nginx '
-                     . 'reloaded')
-    or diag(join "\n", map { sprintf '%.3f-%.3f', $_->{start} - $t0,
-                                     $_->{end} - $t0 }
-                       @stray[0 .. ($#stray < 9 ? $#stray : 9)]);
+my @fast = grep { $_->{end} - $_->{start} < $REDIS_TIMEOUT } @stray;
+sub spans {
+    my @r = @_;
+    return join "\n", map { sprintf '%.3f-%.3f', $_->{start} - $t0,
+                                      $_->{end} - $t0 }
+                      @r[0 .. ($#r < 9 ? $#r : 9)];
+}
+is(scalar @fast, 0, '503 sooner than the Redis timeout only while Redis '
+                    . 'was down or stalled')
+    or diag(spans(@fast));
+ok(@stray <= @rows / 100, sprintf('Redis timeouts elsewhere: %d of %d '
+                                  . 'requests (at most 1%%)', scalar @stray,
+                                  scalar @rows))
+    or diag(spans(@stray));
 
 my (%sum, %adm, $bad_est);
 $bad_est = 0;
