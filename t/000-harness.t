@@ -57,17 +57,22 @@ run_tests();
 }
 
 {
-    # a restart that loads an AOF is up once it serves, not while it
-    # still answers -LOADING (INFO works then, PING does not)
-    my $r = start_redis(args => '--appendonly yes');
-    $r->cmd('EVAL', "for i = 1, 300000 do redis.call('SET', 'k' .. i, i) "
-                    . 'end', 0);
+    # a restart that loads its data is up once it serves, not while it
+    # still answers -LOADING (INFO works then, PING does not): 1000 keys
+    # loaded 0.5 ms apiece, clients answered meanwhile
+    my $r = start_redis();
+    $r->cmd('EVAL', "for i = 1, 1000 do redis.call('SET', 'k' .. i, i) end",
+            0);
+    $r->cmd('SAVE');
     $r->stop('KILL');
-    $r->start;
+    $r = start_redis(port => $r->{port}, args => '--key-load-delay 500 '
+                     . '--loading-process-events-interval-bytes 1024');
     my ($pong, $err) = $r->client->try_cmd('PING');
-    is($pong // $err, 'PONG', 'redis restarted from its AOF: serves at once');
-    is($r->cmd('DBSIZE'), 300000, 'redis: every key loaded');
+    is($pong // $err, 'PONG', 'redis restarted with data: serves at once');
+    is($r->cmd('DBSIZE'), 1000, 'redis: every key loaded');
+    $r->cmd('FLUSHALL');
     stop_redis();
+    unlink $r->{dir} . '/dump.rdb';
 }
 
 {
