@@ -71,6 +71,8 @@ package CostCap::Test;
 # Environment: COST_CAP_MODULE (module .so), COST_CAP_NGINX (nginx
 # binary), COST_CAP_NO_MODULE=1 (do not load the module: harness checks
 # against plain nginx), COST_CAP_KEEP=1 (keep the temporary directory),
+# COST_CAP_REDIS_TIMEOUT (timeout= and connect_timeout= added to a
+# cost_cap_redis line that sets none; default 5s, "off": none),
 # COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 5).
 
 use strict;
@@ -602,7 +604,7 @@ sub _conf {
     my $workers = $self->{workers} || 1;
     my $level = $self->{log_level} || 'info';
     my $main = $self->expand($self->{main_config} // '');
-    my $http = $self->expand($self->{http_config} // '');
+    my $http = _redis_bounds($self->expand($self->{http_config} // ''));
     my $server = $self->expand($self->{config} // '');
     my $backend = $self->expand($self->{backend_config} // $DEFAULT_BACKEND);
 
@@ -653,6 +655,24 @@ $backend
     }
 }
 END
+}
+
+# cost_cap_redis lines that set no timeout= or connect_timeout= get
+# generous ones (COST_CAP_REDIS_TIMEOUT, default 5s; "off": none): the
+# module's 100ms defaults are a product's, and a busy machine (ASan, other
+# jobs, load 20 on 2 cores) answered 503 through them in tests that are
+# not about timeouts.  A test about timeouts sets its own.
+sub _redis_bounds {
+    my $http = shift;
+    my $t = $ENV{COST_CAP_REDIS_TIMEOUT} // '5s';
+    return $http if $t eq 'off';
+    $http =~ s{^(\s*cost_cap_redis\s[^;]*);}{
+        my $d = $1;
+        $d .= " timeout=$t" unless $d =~ /\btimeout=/;
+        $d .= " connect_timeout=$t" unless $d =~ /\bconnect_timeout=/;
+        "$d;";
+    }mge;
+    return $http;
 }
 
 # nginx -t: (ok, output)
