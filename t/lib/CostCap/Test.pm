@@ -39,7 +39,8 @@ package CostCap::Test;
 #                          (types and numbers exact; matchers ANY,
 #                          ANY_STR, ANY_NUM, ANY_INT, BETWEEN(lo, hi);
 #                          err(CODE, PARAM, EXTRA...) builds an error body)
-#   --- redis              "KEY VALUE" or "!KEY" (polled for up to 1 s)
+#   --- redis              "KEY VALUE" or "!KEY" (polled for up to 5 s:
+#                          settlements land after the response)
 #   --- redis_db: N        database of the redis/redis_ttl checks
 #   --- redis_ttl          "KEY MIN MAX" or "KEY EXACT" (TTL seconds)
 #   --- redis_keys: N      number of keys in all databases
@@ -73,7 +74,7 @@ package CostCap::Test;
 # against plain nginx), COST_CAP_KEEP=1 (keep the temporary directory),
 # COST_CAP_REDIS_TIMEOUT (timeout= and connect_timeout= added to a
 # cost_cap_redis line that sets none; default 5s, "off": none),
-# COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 5).
+# COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 10).
 
 use strict;
 use warnings;
@@ -485,7 +486,7 @@ sub _start_once {
         };
         $c->close;
         return $own;
-    }, 5);
+    }, 10);
 }
 
 sub stop {
@@ -735,7 +736,7 @@ sub _start_once {
                                       Proto => 'tcp') or return 0;
         close $s;
         return 1;
-    }, $ENV{COST_CAP_START_TIMEOUT} || 5);
+    }, $ENV{COST_CAP_START_TIMEOUT} || 10);
 }
 
 # TERM, then KILL after a bound; its workers too, then, since they would
@@ -1299,7 +1300,7 @@ sub _run_block {
         my $p = _pattern($n->expand($s));
         my $found = $log =~ $p;
         if (!$found && $n->running) {
-            $found = poll_until(sub { $n->error_log($log_off) =~ $p }, 2);
+            $found = poll_until(sub { $n->error_log($log_off) =~ $p }, 5);
         }
         Test::More::ok($found, "$name - error_log has '$s'")
             or Test::More::diag(_tail($log));
@@ -1473,7 +1474,7 @@ sub _check_redis {
         $r->cmd('SELECT', 0) if $db;
         return "@got" eq "@exp";
     };
-    poll_until($match, 1);
+    poll_until($match, 5);
     Test::More::is(join("\n", @got), join("\n", @exp), "$name - redis");
 }
 
