@@ -386,6 +386,7 @@ costcap:{acme}:day:{day} 154830
 
 === TEST 3: two windows: the tightest binds; headers name it
 # minute 0.1, day 1: after one request minute has 0.022585 left
+--- same_window: minute
 --- request
 POST /multi/videos
 --- requests
@@ -406,6 +407,7 @@ costcap:{acme}:day:{day} 77415
 # (at 23:59 UTC they reset together: then either is honest)
 --- redis_cmd
 SET costcap:{acme}:day:{day} 10000
+--- same_window: minute
 --- request
 POST /cross/videos
 --- requests

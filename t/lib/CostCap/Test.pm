@@ -47,6 +47,9 @@ package CostCap::Test;
 #   --- backend_hits: N    requests that reached the backend
 #   --- error_log          substrings (or qr/.../) expected in error.log
 #   --- no_error_log       substrings (or qr/.../) not expected
+#   --- same_window: minute  the block's requests within one minute (or
+#                          hour...): with less than 10 s of it left, the
+#                          next one is waited for
 #   --- reuse              keep nginx running for the next block when its
 #                          configuration is the same (and Redis is not
 #                          restarted); for blocks that leave no work
@@ -1247,6 +1250,8 @@ sub _run_block {
     my $log_off = $n->log_size('error.log');
     my $backend_off = $n->log_size('backend_access.log');
 
+    _same_window(_trim(_section($block, 'same_window')));
+
     # before nginx starts: a worker may connect to Redis at once
     for my $line (_lines(_section($block, 'redis_cmd'))) {
         my %w = window_info();
@@ -1312,6 +1317,19 @@ sub _run_block {
         Test::More::unlike($log, _pattern($n->expand($s)),
                            "$name - error_log lacks '$s'");
     }
+}
+
+# the block's requests all within one window of that kind: with less than
+# 10 s of the current one left, the next one is waited for
+sub _same_window {
+    my $win = shift;
+    return unless defined $win;
+    my %w = window_info();
+    die "bad same_window '$win'\n" unless defined $w{"end_$win"};
+    return if $w{"end_$win"} >= 10;
+    poll_until(sub { my %n = window_info(); $n{$win} ne $w{$win} },
+               $w{"end_$win"} + 5)
+        or die "the $win did not change\n";
 }
 
 sub _tail {
