@@ -301,7 +301,7 @@ sub wait_reloaded {
     is(http_read($s1, 5)->{status}, 502, "$name: 502 from the backend");
     is(http_read($s2, 5)->{status}, 200, "$name: 200 with actual cost");
     ok(poll_until(sub {
-           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 2 }, 3),
+           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 2 }, 10),
        "$name: both settlements queued")
         or diag(Test::More::explain(metrics($n)));
 
@@ -349,10 +349,10 @@ sub wait_reloaded {
     $r->pause;
     gate_open('stall');
     is(http_read($s, 5)->{status}, 502, "$name: 502 from the backend");
-    ok(poll_until(sub { $n->error_log =~ /settlement of -77415 micro-USD on \Q$day\E \Q$TOTAL\E unconfirmed/ }, 3),
+    ok(poll_until(sub { $n->error_log =~ /settlement of -77415 micro-USD on \Q$day\E \Q$TOTAL\E unconfirmed/ }, 10),
        "$name: the unanswered settlement is logged");
     $r->resume;
-    ok(poll_until(sub { get($day) == 1000000 }, 3),
+    ok(poll_until(sub { get($day) == 1000000 }, 10),
        "$name: refund applied when Redis resumes")
         or diag('day ' . get($day));
     is(metrics($n)->{cost_cap_settlement_drops_total}, 0,
@@ -386,7 +386,7 @@ sub wait_reloaded {
     is(http_read($s1, 5)->{status}, 502, "$name: 502");
     is(http_read($s2, 5)->{status}, 200, "$name: 200");
     ok(wait_reloaded($n, @old), "$name: old worker gone");
-    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 2),
+    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 10),
        "$name: refund and adjustment applied")
         or diag('day ' . get($day));
     is(get($TOTAL), 97223, "$name: total too");
@@ -410,11 +410,11 @@ sub wait_reloaded {
     gate_open('long');
     is(http_read($s, 5)->{status}, 502, "$name: 502");
     # several reconnect attempts (backoff 50 ms .. 500 ms) fail meanwhile
-    poll_until(sub { metrics($n)->{cost_cap_redis_errors_total} >= 6 }, 3);
+    poll_until(sub { metrics($n)->{cost_cap_redis_errors_total} >= 6 }, 10);
     my $m = metrics($n);
     $r->start;
     unlink "$r->{dir}/dump.rdb";
-    ok(poll_until(sub { get($day) eq '0' }, 3),
+    ok(poll_until(sub { get($day) eq '0' }, 10),
        "$name: refund applied after the outage") or diag('day ' . get($day));
     is($m->{cost_cap_settlement_retries_total}, 1,
        "$name: cost_cap_settlement_retries_total counts the settlement once");
@@ -439,7 +439,7 @@ sub wait_reloaded {
     redis()->cmd('SET', $TOTAL, 5);
     gate_open('zero');
     is(http_read($s, 5)->{status}, 500, "$name: 500 from the backend");
-    ok(poll_until(sub { get($day) eq '0' && get($TOTAL) eq '0' }, 2),
+    ok(poll_until(sub { get($day) eq '0' && get($TOTAL) eq '0' }, 10),
        "$name: both counters at 0")
         or diag("day " . get($day) . ", total " . get($TOTAL));
     my %w = window_info();
@@ -468,7 +468,7 @@ sub wait_reloaded {
     gate_open('drop');
     is(http_read($s, 5)->{status}, 503, "$name: 503 from the backend");
     ok(poll_until(sub {
-           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 1 }, 3),
+           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 1 }, 10),
        "$name: settlement queued");
 
     my @old = $n->worker_pids;
@@ -482,7 +482,7 @@ sub wait_reloaded {
 
     $r->start;
     unlink "$r->{dir}/dump.rdb";
-    ok(poll_until(sub { get($day) eq '1000000' }, 3),
+    ok(poll_until(sub { get($day) eq '1000000' }, 10),
        "$name: the old worker applied the refund")
         or diag('day ' . get($day));
     ok(poll_until(sub { !kill(0, $old[0]) }, 5),
@@ -513,7 +513,7 @@ sub wait_reloaded {
        "$name: next request admitted");
     # (a double refund would be applied before the next request's
     # settlement, and leave 1019808)
-    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 2),
+    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 10),
        "$name: only the admitted request counts")
         or diag('day ' . get($day));
     my $m = metrics($n);

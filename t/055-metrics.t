@@ -185,7 +185,7 @@ my $LAST_SCRAPE;
     for my $t (sort keys %day) {
         ok(poll_until(sub {
                (redis()->cmd('GET', "costcap:{$t}:day:" . day()) // -1)
-               == $day{$t} }, 2),
+               == $day{$t} }, 10),
            "$name: Redis counter of $t is $day{$t}");
     }
 

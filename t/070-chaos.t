@@ -296,7 +296,7 @@ poll_until(sub {
     %got = map { $_->[0] => redis()->cmd('GET', $_->[0]) // 0 } @keys;
     return !grep { $got{$_->[0]} != $sum{$_->[1]} + $base{$_->[1]} }
                  @keys;
-}, 2);
+}, 10);
 
 # the one excuse (see the top): requests in flight at the kill, answered
 # 503; the excess must be the sum of some of them
