@@ -3,7 +3,9 @@
 #   make run    deps, module, then redis + nginx (conf/nginx.conf) in the
 #               foreground on 127.0.0.1:8080
 #   make test   deps, module, unit tests (cmocka), end-to-end tests (prove),
-#               the same under AddressSanitizer/UBSan, and a short fuzz run
+#               the same under AddressSanitizer/UBSan, a short fuzz run, the
+#               ops files, the Debian package, and the smoke tests against
+#               nginx built with the module in
 
 NGX_SRC     ?= /usr/share/nginx/src
 NGINX       ?= /usr/sbin/nginx
@@ -18,7 +20,7 @@ DEB_PKGS    := make gcc perl nginx-core nginx-dev libhiredis-dev \
                libpcre2-dev zlib1g-dev libssl-dev redis-server \
                libcmocka-dev libtest-base-perl libio-socket-ssl-perl curl \
                gcovr clang \
-               libclang-rt-14-dev
+               libclang-rt-14-dev dpkg-dev
 
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -26,7 +28,7 @@ export COST_CAP_MODULE := $(CURDIR)/$(MODULE)
 export COST_CAP_NGINX  := $(NGINX)
 
 .PHONY: all deps build run test unit e2e coverage clean test-asan fuzz \
-        deb test-deb test-ops
+        deb test-deb test-ops test-static static
 
 all: build
 
@@ -42,6 +44,8 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	        --no-install-recommends $$missing; \
 	fi
+	@sh tools/nginx-source.sh check || $(SUDO) sh tools/nginx-source.sh apt \
+	    || echo "deps: no nginx source package: make test-static fails"
 
 build: $(MODULE)
 
@@ -72,6 +76,7 @@ test: deps build
 	$(MAKE) e2e
 	$(MAKE) test-ops
 	$(MAKE) test-deb
+	$(MAKE) test-static
 
 fuzz:
 	$(MAKE) -C lua-free-tests fuzz FUZZ_TIME=$(FUZZ_TIME)
@@ -152,6 +157,65 @@ test-asan: deps $(ASAN_MODULE)
 	@if ls $(ASAN_BUILD)/logs/* >/dev/null 2>&1; then \
 	    cat $(ASAN_BUILD)/logs/*; echo "sanitizer reports: FAIL"; exit 1; \
 	fi; echo "sanitizer reports: none"
+
+# NGINX built from Debian's nginx source package (the installed version,
+# debian/patches applied by dpkg-source) with the module compiled in
+# (--add-module), configured as Debian's nginx-core is but with only the
+# modules the tests use; the smoke tests run against it without
+# load_module.  The source package is downloaded once into build/deb-src.
+DEB_SRC     := $(BUILD)/deb-src
+STATIC_SRC  := $(BUILD)/static/nginx
+STATIC_BIN  := $(STATIC_SRC)/objs/nginx
+STATIC_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+STATIC_T    := t/003-smoke.t t/002-inert.t
+STATIC_CC   := -g -O2 -ffile-prefix-map=$(CURDIR)/$(STATIC_SRC)=. \
+               -fstack-protector-strong -Wformat -Werror=format-security \
+               -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+STATIC_FLAGS := --with-cc-opt='$(STATIC_CC)' \
+    --with-ld-opt='-Wl,-z,relro -Wl,-z,now -fPIC' \
+    --prefix=/usr/share/nginx --conf-path=/etc/nginx/nginx.conf \
+    --http-log-path=/var/log/nginx/access.log --error-log-path=stderr \
+    --lock-path=/var/lock/nginx.lock --pid-path=/run/nginx.pid \
+    --modules-path=/usr/lib/nginx/modules \
+    --http-client-body-temp-path=/var/lib/nginx/body \
+    --http-fastcgi-temp-path=/var/lib/nginx/fastcgi \
+    --http-proxy-temp-path=/var/lib/nginx/proxy \
+    --http-scgi-temp-path=/var/lib/nginx/scgi \
+    --http-uwsgi-temp-path=/var/lib/nginx/uwsgi \
+    --with-compat --with-debug --with-pcre-jit --with-threads \
+    --with-http_ssl_module --with-http_auth_request_module \
+    --with-http_realip_module --with-http_stub_status_module
+
+$(DEB_SRC)/nginx.dsc:
+	sh tools/nginx-source.sh fetch $(DEB_SRC)
+
+$(STATIC_SRC)/configure: $(DEB_SRC)/nginx.dsc
+	rm -rf $(STATIC_SRC)
+	mkdir -p $(dir $(STATIC_SRC))
+	@# apt checked the files against the archive's signed index; the
+	@# maintainer's signature needs debian-keyring, not installed
+	dpkg-source -x $(DEB_SRC)/nginx.dsc $(STATIC_SRC) \
+	    >$(BUILD)/static/dpkg-source.log 2>&1 \
+	    || { cat $(BUILD)/static/dpkg-source.log; exit 1; }
+	@test -s $(STATIC_SRC)/.pc/applied-patches \
+	    || { echo "dpkg-source applied no debian/patches"; exit 1; }
+	@echo "$$(wc -l <$(STATIC_SRC)/.pc/applied-patches) debian/patches" \
+	    "applied to $$(readlink $(DEB_SRC)/nginx.dsc)"
+	touch $@
+
+$(STATIC_SRC)/objs/Makefile: $(STATIC_SRC)/configure config
+	cd $(STATIC_SRC) && ./configure $(STATIC_FLAGS) \
+	    --add-module=$(CURDIR) >configure.log 2>&1 \
+	    || { tail -30 configure.log; exit 1; }
+
+$(STATIC_BIN): $(STATIC_SRC)/objs/Makefile $(SRCS)
+	$(MAKE) -s -j$(STATIC_JOBS) -C $(STATIC_SRC) -f objs/Makefile binary
+
+static: deps $(STATIC_BIN)
+
+test-static: static
+	COST_CAP_NO_MODULE=1 COST_CAP_NGINX=$(CURDIR)/$(STATIC_BIN) \
+	    prove $(STATIC_T)
 
 # wrk benchmark (bench/run) and callgrind profile (bench/profile); not
 # part of `make test`.  wrk, strace and valgrind are installed if missing.

@@ -16,6 +16,8 @@ add_macro(TEST_NGINX_SORA => 'cost_cap_model sora-2 per_mpx_frame=0.9 fps=24'
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: a full, valid configuration passes

@@ -53,6 +53,8 @@ add_default(redis_keys => 0);
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: no tenant header: 401 tenant_missing

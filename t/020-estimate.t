@@ -116,6 +116,8 @@ add_default(error_code => 200);
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: sora-2 defaults: headers, variables, Redis

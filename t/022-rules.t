@@ -93,6 +93,8 @@ add_default(error_code => 200);
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: list price per image by quality and size

@@ -227,6 +227,8 @@ sub main::sora {
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: openai-images.conf: every model, quality and size, JSON (generations)

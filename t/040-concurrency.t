@@ -1,6 +1,8 @@
 # SPEC section 1: caps are hard across workers and gateways.  Two nginx
 # instances (2 workers each) share one Redis; 64 client processes send
-# 2048 requests of mixed cost for one tenant against a 50 USD daily cap.
+# 2048 requests of mixed cost for one tenant against a 50 USD cap.  The
+# cap is a per=total one: a daily cap renews at midnight UTC, and a run
+# across it admitted twice the cap (once a day; seen in a make test).
 
 use strict;
 use warnings;
@@ -44,7 +46,7 @@ my $CONF = <<'END';
 location /v1/ {
     cost_cap on;
     cost_cap_tenant $http_x_tenant;
-    cost_cap_limit 50 per=day;
+    cost_cap_limit 50 per=total;
     cost_cap_model sora-2 per_mpx_frame=0.9 fps=24 default_size=1280x720 default_seconds=4 max_seconds=12;
     proxy_pass http://backend;
 }
@@ -150,9 +152,9 @@ ok($sum >= $CAP - $LARGEST,
    "admitted spend $sum >= cap - largest estimate (" . ($CAP - $LARGEST)
    . ')');
 
-my $key = 'costcap:{acme}:day:' . {window_info()}->{day};
+my $key = 'costcap:{acme}:total:all';
 my $counter = redis()->cmd('GET', $key);
-is($counter, $sum, 'Redis day counter equals the sum of admitted estimates');
+is($counter, $sum, 'Redis counter equals the sum of admitted estimates');
 
 # one script call per priced request, and nothing else per request
 my ($calls) = redis()->cmd('INFO', 'commandstats')
@@ -174,3 +176,5 @@ my $took = Time::HiRes::time() - $t0;
 ok($took < 60, sprintf('whole run bounded (%.1f s)', $took));
 Test::More::note(sprintf '%d requests, %d admitted, %.1f s',
                  scalar @rows, $admitted, $took);
+
+done_testing();

@@ -32,7 +32,8 @@ use Time::HiRes ();
 # answers once open-NAME exists; delay=MS sleeps; status=CODE; gpu=V sends
 # X-GPU-Seconds: V
 
-my $SLOW_PORT = free_port();
+my $SLOW = listen_socket();      # bound here: no other test can take it
+my $SLOW_PORT = $SLOW->sockport;
 my $GATES = tmp_dir() . '/gates';
 mkdir $GATES or die "$GATES: $!";
 my $MAIN = $$;
@@ -72,10 +73,7 @@ die "fork: $!" unless defined $SLOW_PID;
 if ($SLOW_PID == 0) {
     setpgrp 0, 0;
     $SIG{CHLD} = 'IGNORE';
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $SLOW_PORT, Listen => 128,
-                                  ReuseAddr => 1, Proto => 'tcp')
-        or POSIX::_exit(1);
+    my $l = $SLOW;
     alarm 120;
     while (1) {
         my $c = $l->accept or next;
@@ -89,6 +87,7 @@ if ($SLOW_PID == 0) {
         close $c;
     }
 }
+close $SLOW;
 END {
     if ($$ == $MAIN && $SLOW_PID) {
         local $?;
@@ -115,7 +114,7 @@ sub gate_open {
 }
 
 add_macro(TEST_NGINX_SLOW_PORT => $SLOW_PORT);
-add_macro(TEST_NGINX_DEAD_PORT => free_port());
+add_macro(TEST_NGINX_DEAD_PORT => dead_port());
 
 add_default(http_config => <<'END');
 cost_cap_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
@@ -302,7 +301,7 @@ sub wait_reloaded {
     is(http_read($s1, 5)->{status}, 502, "$name: 502 from the backend");
     is(http_read($s2, 5)->{status}, 200, "$name: 200 with actual cost");
     ok(poll_until(sub {
-           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 2 }, 3),
+           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 2 }, 10),
        "$name: both settlements queued")
         or diag(Test::More::explain(metrics($n)));
 
@@ -352,10 +351,10 @@ sub wait_reloaded {
     is(http_read($s, 5)->{status}, 502, "$name: 502 from the backend");
     # the connection that stopped answering is closed; the settlement,
     # recognised by its id, is sent again on the next one
-    ok(poll_until(sub { $n->error_log =~ /not answering, retrying/ }, 3),
+    ok(poll_until(sub { $n->error_log =~ /not answering, retrying/ }, 10),
        "$name: the stalled connection is closed");
     $r->resume;
-    ok(poll_until(sub { get($day) == 1000000 }, 3),
+    ok(poll_until(sub { get($day) == 1000000 }, 10),
        "$name: refund applied when Redis resumes")
         or diag('day ' . get($day));
     is(metrics($n)->{cost_cap_settlement_drops_total}, 0,
@@ -389,7 +388,7 @@ sub wait_reloaded {
     is(http_read($s1, 5)->{status}, 502, "$name: 502");
     is(http_read($s2, 5)->{status}, 200, "$name: 200");
     ok(wait_reloaded($n, @old), "$name: old worker gone");
-    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 2),
+    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 10),
        "$name: refund and adjustment applied")
         or diag('day ' . get($day));
     is(get($TOTAL), 97223, "$name: total too");
@@ -413,11 +412,11 @@ sub wait_reloaded {
     gate_open('long');
     is(http_read($s, 5)->{status}, 502, "$name: 502");
     # several reconnect attempts (backoff 50 ms .. 500 ms) fail meanwhile
-    poll_until(sub { metrics($n)->{cost_cap_redis_errors_total} >= 6 }, 3);
+    poll_until(sub { metrics($n)->{cost_cap_redis_errors_total} >= 6 }, 10);
     my $m = metrics($n);
     $r->start;
     unlink "$r->{dir}/dump.rdb";
-    ok(poll_until(sub { get($day) eq '0' }, 3),
+    ok(poll_until(sub { get($day) eq '0' }, 10),
        "$name: refund applied after the outage") or diag('day ' . get($day));
     is($m->{cost_cap_settlement_retries_total}, 1,
        "$name: cost_cap_settlement_retries_total counts the settlement once");
@@ -442,7 +441,7 @@ sub wait_reloaded {
     redis()->cmd('SET', $TOTAL, 5);
     gate_open('zero');
     is(http_read($s, 5)->{status}, 500, "$name: 500 from the backend");
-    ok(poll_until(sub { get($day) eq '0' && get($TOTAL) eq '0' }, 2),
+    ok(poll_until(sub { get($day) eq '0' && get($TOTAL) eq '0' }, 10),
        "$name: both counters at 0")
         or diag("day " . get($day) . ", total " . get($TOTAL));
     my %w = window_info();
@@ -471,7 +470,7 @@ sub wait_reloaded {
     gate_open('drop');
     is(http_read($s, 5)->{status}, 503, "$name: 503 from the backend");
     ok(poll_until(sub {
-           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 1 }, 3),
+           (metrics($n)->{cost_cap_settlement_retries_total} // 0) >= 1 }, 10),
        "$name: settlement queued");
 
     my @old = $n->worker_pids;
@@ -485,14 +484,14 @@ sub wait_reloaded {
 
     $r->start;
     unlink "$r->{dir}/dump.rdb";
-    ok(poll_until(sub { get($day) eq '1000000' }, 3),
+    ok(poll_until(sub { get($day) eq '1000000' }, 10),
        "$name: the old worker applied the refund")
         or diag('day ' . get($day));
     ok(poll_until(sub { !kill(0, $old[0]) }, 5),
        "$name: then it exited");
     is(metrics($n)->{cost_cap_settlement_drops_total}, 0, "$name: no drop");
+    $n->stop;       # its log complete
     unlike($n->error_log, qr/dropped/, "$name: nothing dropped");
-    $n->stop;
     no_crash($n, $name);
 }
 
@@ -522,7 +521,7 @@ sub wait_reloaded {
        "$name: next request admitted");
     # (a double refund would be applied before the next request's
     # settlement, and leave 1019808)
-    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 2),
+    ok(poll_until(sub { get($day) == 1000000 + 97223 }, 10),
        "$name: only the admitted request counts")
         or diag('day ' . get($day));
     my $m = metrics($n);
@@ -533,6 +532,8 @@ sub wait_reloaded {
     $n->stop;
     no_crash($n, $name);
 }
+
+done_testing();
 
 __DATA__
 

@@ -185,7 +185,7 @@ my $LAST_SCRAPE;
     for my $t (sort keys %day) {
         ok(poll_until(sub {
                (redis()->cmd('GET', "costcap:{$t}:day:" . day()) // -1)
-               == $day{$t} }, 2),
+               == $day{$t} }, 10),
            "$name: Redis counter of $t is $day{$t}");
     }
 
@@ -557,3 +557,5 @@ END
 Test::More::note("final scrape:\n$LAST_SCRAPE") if $LAST_SCRAPE;
 my $took = Time::HiRes::time() - $T0;
 ok($took < 60, sprintf('whole run bounded (%.1f s)', $took));
+
+done_testing();

@@ -248,6 +248,8 @@ END
         if $status == 503;
 }
 
+done_testing();
+
 __DATA__
 
 === TEST 1: tenant A at its cap: 429 with A's numbers; B's keys untouched

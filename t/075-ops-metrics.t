@@ -164,3 +164,5 @@ for my $e (@good) {
 $n->stop;
 unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
        'no crash, no alert');
+
+done_testing();

@@ -409,3 +409,5 @@ unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
        'no crash, no alert');
 unlike($n->error_log, qr/cost_cap: .*(dropped|malformed|given up)/,
        'nothing dropped or malformed');
+
+done_testing();

@@ -169,3 +169,5 @@ unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
        'no crash, no alert');
 unlike($n->error_log, qr/CROSSSLOT|cost_cap: .*(dropped|malformed)/,
        'no script touched a key of another slot');
+
+done_testing();

@@ -32,6 +32,8 @@ for my $ex (qw(openai-videos replicate vertex-veo)) {
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: every form of the directives passes

@@ -192,3 +192,5 @@ is(metric('cost_cap_jobs_held_usd'), '0.077415',
 $n->stop;
 unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
        'no crash, no alert');
+
+done_testing();

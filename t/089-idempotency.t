@@ -258,3 +258,5 @@ my $EIGHT = '{"model":"sora-2","seconds":8}';
 $n->stop;
 unlike($n->error_log, qr/\[alert\]|\[emerg\]|exited on signal/,
        'no crash, no alert');
+
+done_testing();

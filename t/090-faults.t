@@ -1025,3 +1025,5 @@ END
 
 my $took = time - $T_BEGIN;
 ok($took < 80, sprintf 'whole file bounded (%.1f s)', $took);
+
+done_testing();

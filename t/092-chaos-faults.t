@@ -172,3 +172,5 @@ if (only('errors')) {
 
 my $took = time - $T_BEGIN;
 ok($took < 75, sprintf 'whole run bounded (%.1f s)', $took);
+
+done_testing();

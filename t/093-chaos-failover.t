@@ -187,3 +187,5 @@ if (only('open')) {
 
 my $took = time - $T_BEGIN;
 ok($took < 75, sprintf 'whole run bounded (%.1f s)', $took);
+
+done_testing();

@@ -219,3 +219,5 @@ ok(R('TTL', $P) > 90, 'pointer: expires');
 R('SET', $P, 'costcap:{a~b}:');
 is(ev('pointer', [$P], ['costcap:{a~b}:', $NOW + 100]), '',
    'pointer: a tenant with "~" is no outcome');
+
+done_testing();

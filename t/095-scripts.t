@@ -586,3 +586,5 @@ END
     }
     $n->stop;
 }
+
+done_testing();

@@ -198,4 +198,4 @@ $n->stop;
 unlike($n->error_log, qr/\[alert\]|\[crit\]|exited on signal/,
        'no crash, no alert');
 
-
+done_testing();

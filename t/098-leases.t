@@ -229,3 +229,5 @@ my $took = Time::HiRes::time() - $t0;
 ok($took < 60, sprintf('whole run bounded (%.1f s)', $took));
 Test::More::note(sprintf '%d requests, %d admitted, %.1f s',
                  scalar @rows, $admitted, $took);
+
+done_testing();

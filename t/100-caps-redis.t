@@ -420,3 +420,5 @@ for my $g (0, 1) {
 }
 $_->stop for @gw;
 ok(Time::HiRes::time() - $T0 < 60, 'bounded in time');
+
+done_testing();

@@ -20,6 +20,8 @@ END
 
 run_tests();
 
+done_testing();
+
 __DATA__
 
 === TEST 1: every budget directive together

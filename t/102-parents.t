@@ -235,3 +235,5 @@ subtest 'concurrency: 2 parents x 5 tenants, 2 gateways x 2 workers, '
 
 ok(Time::HiRes::time() - $T0 < 60, sprintf 'bounded in time (%.1f s)',
    Time::HiRes::time() - $T0);
+
+done_testing();

@@ -125,3 +125,5 @@ subtest 'parents in a cluster: one slot per parent, no CROSSSLOT' => sub {
 
 ok(Time::HiRes::time() - $T0 < 60, sprintf 'bounded in time (%.1f s)',
    Time::HiRes::time() - $T0);
+
+done_testing();

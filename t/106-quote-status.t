@@ -484,3 +484,5 @@ unlike($n->error_log, qr/exited on signal|\[alert\]|\[emerg\]|runtime error:/,
        'no crash, no alert');
 ok(Time::HiRes::time() - $T0 < 60, sprintf 'bounded in time (%.1f s)',
    Time::HiRes::time() - $T0);
+
+done_testing();

@@ -342,3 +342,5 @@ is_deeply(\@rfail, [], 'every rule expression evaluates');
 
 CostCap::Test::_stop_pid($ppid, 'TERM', 10);
 $n->stop;
+
+done_testing();

@@ -275,6 +275,8 @@ ok(!-e "/usr/share/doc/$PKG", "/usr/share/doc/$PKG gone");
 my $took = Time::HiRes::time() - $T0;
 ok($took < 300, sprintf('whole run bounded (%.0f s)', $took));
 
+done_testing();
+
 END {
     # a failed run leaves nothing installed either
     local $?;

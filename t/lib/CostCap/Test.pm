@@ -39,15 +39,25 @@ package CostCap::Test;
 #                          (types and numbers exact; matchers ANY,
 #                          ANY_STR, ANY_NUM, ANY_INT, BETWEEN(lo, hi);
 #                          err(CODE, PARAM, EXTRA...) builds an error body)
-#   --- redis              "KEY VALUE" or "!KEY" (polled for up to 1 s)
+#   --- redis              "KEY VALUE" or "!KEY" (polled for up to 5 s:
+#                          settlements land after the response)
 #   --- redis_db: N        database of the redis/redis_ttl checks
 #   --- redis_ttl          "KEY MIN MAX" or "KEY EXACT" (TTL seconds)
 #   --- redis_keys: N      number of keys in all databases
 #   --- backend_hits: N    requests that reached the backend
 #   --- error_log          substrings (or qr/.../) expected in error.log
 #   --- no_error_log       substrings (or qr/.../) not expected
+#   --- same_window: minute  the block's requests within one minute (or
+#                          hour...): with less than 10 s of it left, the
+#                          next one is waited for
 #   --- reuse              keep nginx running for the next block when its
-#                          configuration is the same
+#                          configuration is the same (and Redis is not
+#                          restarted); for blocks that leave no work
+#                          behind them: what nginx logs after the last
+#                          response (a settlement) would count for the
+#                          next block, since the logs of a running nginx
+#                          are read without waiting (a stopped one has
+#                          written all)
 #
 # Placeholders: $TEST_NGINX_REDIS_PORT, $TEST_NGINX_SERVER_PORT,
 # $TEST_NGINX_BACKEND_PORT, $TEST_NGINX_TMP, and any add_macro() name, in
@@ -57,10 +67,17 @@ package CostCap::Test;
 # (seconds until that window ends).  In response_json and requests code,
 # %W holds the same values.
 #
+# Every test file ends with done_testing(): one that stops early fails.
+# Ports: free_port() (a server the harness starts), dead_port() (where a
+# connection is refused, held for the whole test), listen_socket() (a
+# listening socket for a server of the test's own).
+#
 # Environment: COST_CAP_MODULE (module .so), COST_CAP_NGINX (nginx
 # binary), COST_CAP_NO_MODULE=1 (do not load the module: harness checks
 # against plain nginx), COST_CAP_KEEP=1 (keep the temporary directory),
-# COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 5).
+# COST_CAP_REDIS_TIMEOUT (timeout= and connect_timeout= added to a
+# cost_cap_redis line that sets none; default 5s, "off": none),
+# COST_CAP_START_TIMEOUT (seconds nginx may take to listen; default 10).
 
 use strict;
 use warnings;
@@ -89,7 +106,11 @@ our @EXPORT = qw(
     http_request http_send http_read header_value
     poll_until json_decode json_matches multipart
     err ANY ANY_STR ANY_NUM ANY_INT BETWEEN
+    done_testing note dead_port listen_socket
 );
+
+*done_testing = \&Test::More::done_testing;
+*note = \&Test::More::note;
 
 our %W;     # window periods and ends, set before each request
 
@@ -110,7 +131,10 @@ sub import {
             . module_path() . '): make -C ' . $ROOT . ' build');
     }
 
-    Test::More::plan('no_plan');
+    # No plan: every file ends with done_testing(), so that one which
+    # stops early (die, exit) fails.  Test::Base plans 'no_plan' at END
+    # unless it saw a call to plan(); an empty call plans nothing.
+    Test::Builder->new->plan();
     goto &Test::Base::import;
 }
 
@@ -131,14 +155,64 @@ sub tmp_dir {
 }
 
 
+# Ports are picked at random below the kernel's ephemeral range, which
+# outgoing connections (to Redis, to a backend, of the tests) draw from:
+# no connection of a parallel test can hold one of them.  A port handed
+# out once is never handed out again by this process.
+my %PORT_USED;
+my ($PORT_LO, $PORT_HI) = (10000, 30000);
+{
+    my $r = _slurp('/proc/sys/net/ipv4/ip_local_port_range');
+    my ($lo) = $r =~ /^(\d+)/;
+    $PORT_HI = $lo - 1 if $lo && $lo - 1 < $PORT_HI && $lo > 12000;
+}
+
+# a port of that range not handed out yet by this process (it is then)
+sub _candidate_port {
+    for (1 .. 1000) {
+        my $port = $PORT_LO + int rand($PORT_HI - $PORT_LO);
+        next if $PORT_USED{$port}++;
+        return $port;
+    }
+    die "no port left in [$PORT_LO, $PORT_HI]\n";
+}
+
+# a bound socket on an unused port (not listening unless Listen is given)
+sub _bind_port {
+    my (%o) = @_;
+    for (1 .. 200) {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => _candidate_port(),
+                                      Proto => 'tcp', %o)
+            or next;
+        return $s;
+    }
+    die "cannot bind a free port in [$PORT_LO, $PORT_HI]: $!";
+}
+
+# a port for a server the harness starts: free when probed (a parallel
+# test may still take it: nginx and Redis are then started on others)
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1,
-                                  ReuseAddr => 1)
-        or die "cannot bind a free port: $!";
+    my $s = _bind_port(Listen => 1, ReuseAddr => 1);
     my $port = $s->sockport;
     close $s;
     return $port;
+}
+
+# a port where nothing listens and nothing can: held bound (without
+# SO_REUSEADDR, not listening) until the test ends, so a connection to it
+# is refused at once
+my @DEAD;
+sub dead_port {
+    my $s = _bind_port();
+    push @DEAD, $s;
+    return $s->sockport;
+}
+
+# a listening socket on a port of its own, for a server of the test
+sub listen_socket {
+    my (%o) = @_;
+    return _bind_port(Listen => 128, ReuseAddr => 1, %o);
 }
 
 
@@ -213,19 +287,23 @@ sub _alive {
 }
 
 
-# TERM (after CONT, the process may be stopped), then KILL after a bound
+# TERM (after CONT, the process may be stopped), then KILL after a bound;
+# true if it took the KILL
 sub _stop_pid {
     my ($pid, $sig, $timeout) = @_;
     return unless $pid && $CHILD{$pid};
     kill 'CONT', $pid;
     kill $sig // 'TERM', $pid;
-    unless (poll_until(sub { !_alive($pid) }, $timeout // 5)) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
-        delete $CHILD{$pid};
-    }
+    return 0 if poll_until(sub { !_alive($pid) }, $timeout // 5);
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    delete $CHILD{$pid};
+    return 1;
 }
 
+
+# a test killed by a signal still stops its servers (END)
+$SIG{$_} = sub { exit 1 } for qw(INT TERM HUP);
 
 END {
     if ($$ == $MAIN_PID) {
@@ -349,6 +427,7 @@ sub new {
     mkdir $dir;
     my $self = bless {
         port => $o{port} || CostCap::Test::free_port(),
+        fixed_port => $o{fixed} // $o{port},
         dir => $dir,
         args => $o{args} // '',
         password => undef,
@@ -359,26 +438,58 @@ sub new {
 
 sub socket_path { $_[0]{dir} . '/redis.sock' }
 
+# Up once this redis-server answers on its own unix socket (in this test's
+# directory) with its own pid, and PING with PONG (not -LOADING: a restart
+# with --appendonly yes answers INFO while it still loads its AOF): it
+# creates that socket after binding its TCP port, and exits when the port
+# is taken.  A PING on the TCP port alone could reach another test's
+# server.  A port chosen here and taken meanwhile by a parallel test is
+# replaced by another one.
 sub start {
     my $self = shift;
+    for my $attempt (0 .. 3) {
+        my $out = "$self->{dir}/redis.out";
+        my $off = -s $out || 0;
+        return $self if $self->_start_once == 1;
+        my $log = CostCap::Test::_slurp($out, $off);
+        $self->stop;
+        if ($log =~ /Address already in use/ && !$self->{fixed_port}
+            && $attempt < 3)
+        {
+            $self->{port} = CostCap::Test::free_port();
+            next;
+        }
+        die "redis-server did not start on port $self->{port}:\n$log";
+    }
+}
+
+sub _start_once {
+    my $self = shift;
     my @extra = grep { length } split /\s+/, $self->{args};
+    delete $self->{client};
     $self->{pid} = CostCap::Test::_spawn('redis', "$self->{dir}/redis.out",
         'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
         '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
         '--daemonize', 'no', '--unixsocket', $self->socket_path,
         '--unixsocketperm', '777', @extra);
-    my $ok = CostCap::Test::poll_until(sub {
-        return 0 unless CostCap::Test::_alive($self->{pid});
-        my $c = CostCap::Test::RESP->new(port => $self->{port}, timeout => 1)
+    return CostCap::Test::poll_until(sub {
+        return -1 unless CostCap::Test::_alive($self->{pid});
+        my $c = CostCap::Test::RESP->new(path => $self->socket_path,
+                                         timeout => 1)
             or return 0;
-        my ($r, $e) = eval { $c->try_cmd('PING') };
+        my $own = eval {
+            $c->try_cmd('AUTH', $self->{password})
+                if defined $self->{password};
+            my ($info, $err) = $c->try_cmd('INFO', 'server');
+            return $err && $err =~ /NOAUTH|WRONGPASS/ if defined $err;
+            my ($pid) = $info =~ /^process_id:(\d+)/m;
+            return 0 unless defined $pid && $pid == $self->{pid};
+            my ($pong) = $c->try_cmd('PING');
+            return defined $pong && $pong eq 'PONG';
+        };
         $c->close;
-        return ($r && $r eq 'PONG') || ($e && $e =~ /NOAUTH/);
-    }, 5);
-    die "redis-server did not start:\n"
-        . CostCap::Test::_slurp("$self->{dir}/redis.out") unless $ok;
-    delete $self->{client};
-    return $self;
+        return $own;
+    }, 10);
 }
 
 sub stop {
@@ -453,12 +564,14 @@ sub new {
 sub port { $_[0]{port} }
 sub backend_port { $_[0]{backend_port} }
 
+# nginx said that a port is taken, in what it logged since offs
 sub _port_taken {
-    my $self = shift;
-    my $log = CostCap::Test::_slurp("$self->{dir}/nginx.out")
-            . CostCap::Test::_slurp("$self->{dir}/error.log");
+    my ($self, $offs) = @_;
+    my $log = CostCap::Test::_slurp("$self->{dir}/nginx.out", $offs->[0])
+            . CostCap::Test::_slurp("$self->{dir}/error.log", $offs->[1]);
     return $log =~ /bind\(\) to \S+ failed \(98/;
 }
+
 sub dir { $_[0]{dir} }
 
 sub expand {
@@ -495,7 +608,7 @@ sub _conf {
     my $workers = $self->{workers} || 1;
     my $level = $self->{log_level} || 'info';
     my $main = $self->expand($self->{main_config} // '');
-    my $http = $self->expand($self->{http_config} // '');
+    my $http = _redis_bounds($self->expand($self->{http_config} // ''));
     my $server = $self->expand($self->{config} // '');
     my $backend = $self->expand($self->{backend_config} // $DEFAULT_BACKEND);
 
@@ -548,61 +661,105 @@ $backend
 END
 }
 
+# cost_cap_redis lines that set no timeout= or connect_timeout= get
+# generous ones (COST_CAP_REDIS_TIMEOUT, default 5s; "off": none): the
+# module's 100ms defaults are a product's, and a busy machine (ASan, other
+# jobs, load 20 on 2 cores) answered 503 through them in tests that are
+# not about timeouts.  A test about timeouts sets its own.
+sub _redis_bounds {
+    my $http = shift;
+    my $t = $ENV{COST_CAP_REDIS_TIMEOUT} // '5s';
+    return $http if $t eq 'off';
+    $http =~ s{^(\s*cost_cap_redis\s[^;]*);}{
+        my $d = $1;
+        $d .= " timeout=$t" unless $d =~ /\btimeout=/;
+        $d .= " connect_timeout=$t" unless $d =~ /\bconnect_timeout=/;
+        "$d;";
+    }mge;
+    return $http;
+}
+
 # nginx -t: (ok, output)
 sub test_config {
     my $self = shift;
     my $out = "$self->{dir}/nginx-t.out";
+    unlink $out;
     my $pid = CostCap::Test::_spawn('nginx -t', $out,
-        CostCap::Test::nginx_bin(), '-t', '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf");
+        CostCap::Test::nginx_bin(), '-t', '-p', "$self->{dir}/",
+        '-c', "$self->{dir}/nginx.conf");
     CostCap::Test::poll_until(sub { !CostCap::Test::_alive($pid) }, 10)
         or CostCap::Test::_stop_pid($pid, 'KILL');
     return (($EXIT{$pid} // -1) == 0, CostCap::Test::_slurp($out));
 }
 
+# Started once nginx has written its own pid into its pid file: it does
+# so after binding its ports, so that the start-up probe cannot reach
+# another test's server.  The pid file is removed before nginx starts
+# (it may be left by a killed one), and what nginx logs is read from
+# where the logs ended before it started.  A port chosen here and taken
+# meanwhile by a parallel test is replaced, and nginx started again.
 sub start {
-    my ($self, $attempt) = @_;
+    my $self = shift;
+    my $d = $self->{dir};
+    for my $attempt (0 .. 3) {
+        my @offs = map { -s "$d/$_" || 0 } qw(nginx.out error.log);
+        my $ok = $self->_start_once(\@offs);
+        return $self if $ok == 1;
+        $ok = -2 if $self->_port_taken(\@offs);
+        $self->stop;
+        if ($ok == -2 && $attempt < 3 && !$self->{fixed_ports}) {
+            $self->{port} = CostCap::Test::free_port();
+            $self->{backend_port} = CostCap::Test::free_port();
+            $self->{conf} = $self->_conf;
+            CostCap::Test::_spit("$d/nginx.conf", $self->{conf});
+            next;
+        }
+        die "nginx did not start:\n"
+            . CostCap::Test::_slurp("$d/nginx.out", $offs[0])
+            . CostCap::Test::_slurp("$d/error.log", $offs[1]);
+    }
+}
+
+sub _start_once {
+    my ($self, $offs) = @_;
     my $d = $self->{dir};
     # before the spawn: a busy machine may run nginx as far as writing its
     # pid file before this process is scheduled again
     unlink "$d/nginx.pid";
+    -e "$d/nginx.pid" and die "$d/nginx.pid: cannot remove: $!\n";
     $self->{pid} = CostCap::Test::_spawn('nginx', "$d/nginx.out",
         CostCap::Test::nginx_bin(), '-p', "$d/", '-c', "$d/nginx.conf");
-    my $ok = CostCap::Test::poll_until(sub {
+    return CostCap::Test::poll_until(sub {
         return -1 unless CostCap::Test::_alive($self->{pid});
-        return -2 if $self->_port_taken;
-        # nginx writes its pid file once its ports are bound: until then
-        # the port may answer for another test's server
-        return 0 unless -s "$d/nginx.pid";
+        return -2 if $self->_port_taken($offs);
+        my $p = CostCap::Test::_slurp("$d/nginx.pid");
+        return 0 unless $p =~ /^(\d+)\n/ && $1 == $self->{pid};
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $self->{port},
                                       Proto => 'tcp') or return 0;
         close $s;
         return 1;
-    }, $ENV{COST_CAP_START_TIMEOUT} || 5);
-    $ok = -2 if $ok != 1 && $self->_port_taken;
-    if ($ok == -2 && ($attempt // 0) < 3 && !$self->{fixed_ports}) {
-        # a free port was taken by a parallel test meanwhile: new ports
-        $self->stop;
-        $self->{port} = CostCap::Test::free_port();
-        $self->{backend_port} = CostCap::Test::free_port();
-        $self->{conf} = $self->_conf;
-        unlink "$d/error.log", "$d/nginx.out";
-        CostCap::Test::_spit("$d/nginx.conf", $self->{conf});
-        return $self->start(($attempt // 0) + 1);
-    }
-    if ($ok != 1) {
-        my $log = CostCap::Test::_slurp("$d/nginx.out")
-                . CostCap::Test::_slurp("$d/error.log");
-        $self->stop;
-        die "nginx did not start:\n$log";
-    }
-    return $self;
+    }, $ENV{COST_CAP_START_TIMEOUT} || 10);
 }
 
+# TERM, then KILL after a bound; its workers too, then, since they would
+# outlive a killed master and keep its ports
 sub stop {
-    my $self = shift;
-    CostCap::Test::_stop_pid($self->{pid}, 'TERM', 5) if $self->{pid};
+    my ($self, $sig) = @_;
+    return unless $self->{pid};
+    my %w = map { $_ => _start_time($_) } $self->worker_pids;
+    if (CostCap::Test::_stop_pid($self->{pid}, $sig // 'TERM', 5)) {
+        # the same processes still (their pids not reused since)
+        kill 'KILL', grep { defined $w{$_} && (_start_time($_) // -1)
+                                              == $w{$_} } keys %w;
+    }
     delete $self->{pid};
+}
+
+# start time of an nginx process (field 22 of /proc/PID/stat), or undef
+sub _start_time {
+    my $t = CostCap::Test::_slurp("/proc/$_[0]/stat");
+    return $t =~ /^\d+ \(nginx\) (?:\S+ ){19}(\d+)/ ? $1 : undef;
 }
 
 sub running { $_[0]{pid} && CostCap::Test::_alive($_[0]{pid}) }
@@ -1027,13 +1184,21 @@ sub _need_redis {
     return $all =~ /REDIS|\bredis/i;
 }
 
+sub _redis_restarts {
+    my $block = shift;
+    my $args = _trim(_section($block, 'redis_args')) // '';
+    return !$REDIS || !$REDIS->{pid} || $REDIS->{args} ne $args;
+}
+
 sub _prepare_redis {
     my $block = shift;
     my $args = _trim(_section($block, 'redis_args')) // '';
-    if (!$REDIS || !$REDIS->{pid} || $REDIS->{args} ne $args) {
+    if (_redis_restarts($block)) {
         my $port = $REDIS ? $REDIS->{port} : undef;
         $REDIS->stop if $REDIS;
-        $REDIS = CostCap::Test::Redis->new(args => $args, port => $port);
+        # the same port if it is free: no nginx of this block has it yet
+        $REDIS = CostCap::Test::Redis->new(args => $args, port => $port,
+                                           fixed => 0);
         $REDIS->start;
     }
     $REDIS->cmd('FLUSHALL');
@@ -1042,16 +1207,18 @@ sub _prepare_redis {
 
 my $SHARED;     # nginx kept for the next block
 
-sub _nginx_for {
-    my ($block, %conf) = @_;
-    if ($SHARED) {
-        my $n = $SHARED;
-        undef $SHARED;
-        my $cand = bless { %$n, %conf }, ref $n;
-        return $n if $n->running && $cand->_conf eq $n->{conf};
-        $n->stop;
-    }
-    return CostCap::Test::Nginx->new(%conf);
+# the nginx kept by the previous block when this block's configuration is
+# the same and Redis stays up (a restart would break its connections),
+# else undef (the kept one stopped)
+sub _shared_nginx {
+    my ($block, $redis_restarts, %conf) = @_;
+    my $n = $SHARED or return undef;
+    undef $SHARED;
+    my $cand = bless { %$n, %conf }, ref $n;
+    return $n if $n->running && !$redis_restarts
+                 && $cand->_conf eq $n->{conf};
+    $n->stop;
+    return undef;
 }
 
 sub run_tests {
@@ -1074,11 +1241,15 @@ sub _run_block {
     $conf{log_level} = _trim(_section($block, 'log_level'));
 
     my $need_redis = _need_redis($block);
+    my $t_only = defined _section($block, 'nginx_t_fail')
+                 || defined _section($block, 'nginx_t_ok');
+    my $restarts = $need_redis && _redis_restarts($block);
+    my $shared = $t_only && !$restarts ? undef
+               : _shared_nginx($block, $restarts, %conf);
     _prepare_redis($block) if $need_redis;
 
-    if (defined(my $fail = _section($block, 'nginx_t_fail'))
-        or defined _section($block, 'nginx_t_ok'))
-    {
+    if ($t_only) {
+        my $fail = _section($block, 'nginx_t_fail');
         my $n = CostCap::Test::Nginx->new(%conf);
         my ($pass, $out) = $n->test_config;
         if (defined $fail) {
@@ -1095,9 +1266,11 @@ sub _run_block {
         return;
     }
 
-    my $n = _nginx_for($block, %conf);
+    my $n = $shared || CostCap::Test::Nginx->new(%conf);
     my $log_off = $n->log_size('error.log');
     my $backend_off = $n->log_size('backend_access.log');
+
+    _same_window(_trim(_section($block, 'same_window')));
 
     # before nginx starts: a worker may connect to Redis at once
     for my $line (_lines(_section($block, 'redis_cmd'))) {
@@ -1149,7 +1322,7 @@ sub _run_block {
         my $p = _pattern($n->expand($s));
         my $found = $log =~ $p;
         if (!$found && $n->running) {
-            $found = poll_until(sub { $n->error_log($log_off) =~ $p }, 2);
+            $found = poll_until(sub { $n->error_log($log_off) =~ $p }, 5);
         }
         Test::More::ok($found, "$name - error_log has '$s'")
             or Test::More::diag(_tail($log));
@@ -1161,6 +1334,19 @@ sub _run_block {
         Test::More::unlike($log, _pattern($n->expand($s)),
                            "$name - error_log lacks '$s'");
     }
+}
+
+# the block's requests all within one window of that kind: with less than
+# 10 s of the current one left, the next one is waited for
+sub _same_window {
+    my $win = shift;
+    return unless defined $win;
+    my %w = window_info();
+    die "bad same_window '$win'\n" unless defined $w{"end_$win"};
+    return if $w{"end_$win"} >= 10;
+    poll_until(sub { my %n = window_info(); $n{$win} ne $w{$win} },
+               $w{"end_$win"} + 5)
+        or die "the $win did not change\n";
 }
 
 sub _tail {
@@ -1323,7 +1509,7 @@ sub _check_redis {
         $r->cmd('SELECT', 0) if $db;
         return "@got" eq "@exp";
     };
-    poll_until($match, 1);
+    poll_until($match, 5);
     Test::More::is(join("\n", @got), join("\n", @exp), "$name - redis");
 }
 

@@ -124,8 +124,8 @@ sub masterdown_on {
     my $r = $srv->cmd('CONFIG', 'GET', 'replica-serve-stale-data');
     $srv->{_fault_stale} //= $r->[1];
     $srv->cmd('CONFIG', 'SET', 'replica-serve-stale-data', 'no');
-    # a port just bound and closed: nobody listens there
-    $srv->cmd('REPLICAOF', '127.0.0.1', CostCap::Test::free_port());
+    # a port held bound, not listening: nobody listens there, nor can
+    $srv->cmd('REPLICAOF', '127.0.0.1', CostCap::Test::dead_port());
     return 1;
 }
 

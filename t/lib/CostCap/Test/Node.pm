@@ -179,10 +179,23 @@ sub start {
         my $c = $self->connect(timeout => 1, connect_timeout => 1,
                                no_auth => 1, tls => { verify => 0 })
             or return 0;
-        my ($r, $e) = eval { $c->try_cmd('PING') };
+        # this node's own process, not another test's server that has
+        # the port (this one then fails to bind it and exits)
+        my $own = eval {
+            my ($r, $e) = $c->try_cmd('PING');
+            if ($e && $e =~ /NOAUTH/) {
+                return 1 unless defined $self->{password};
+                $c->cmd('AUTH', $self->{password});
+                ($r, $e) = $c->try_cmd('PING');
+            }
+            # -LOADING: still reading its data
+            return 0 unless $r && $r eq 'PONG';
+            my $info = $c->cmd('INFO', 'server');
+            my ($pid) = $info =~ /^process_id:(\d+)/m;
+            return defined $pid && $pid == $self->{pid} ? 1 : 0;
+        };
         $c->close;
-        return 1 if ($r && $r eq 'PONG') || ($e && $e =~ /NOAUTH/);
-        return 0;
+        return $own ? 1 : 0;
     }, 10);
     if ($ok != 1) {
         my $log = CostCap::Test::_slurp($out, $off);
@@ -283,10 +296,12 @@ sub role { $_[0]->cmd('ROLE') }
 sub free_port_on {
     my @hosts = @_;
     @hosts = ('127.0.0.1') unless @hosts;
+    # below the ephemeral range, as CostCap::Test::free_port
     for (1 .. 50) {
         my $s = IO::Socket::INET->new(LocalAddr => $hosts[0],
-            LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-            or die "cannot bind a free port on $hosts[0]: $!";
+            LocalPort => CostCap::Test::_candidate_port(), Proto => 'tcp',
+            Listen => 1, ReuseAddr => 1)
+            or next;
         my $port = $s->sockport;
         my @held = ($s);
         my $all = 1;
