@@ -203,7 +203,6 @@ typedef struct {
 
     ngx_array_t                 model_names;    /* ngx_str_t: metrics */
     ngx_uint_t                 *model_slots;
-    ngx_flag_t                  enabled;        /* cost_cap on somewhere */
 } ngx_http_cost_cap_main_conf_t;
 
 
