@@ -153,7 +153,7 @@ test-asan: deps $(ASAN_MODULE)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:intercept_memmem=0:log_path=$(CURDIR)/$(ASAN_BUILD)/logs/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_BUILD)/logs/ubsan \
-	    prove -r t/
+	    prove -r -j2 t/
 	@if ls $(ASAN_BUILD)/logs/* >/dev/null 2>&1; then \
 	    cat $(ASAN_BUILD)/logs/*; echo "sanitizer reports: FAIL"; exit 1; \
 	fi; echo "sanitizer reports: none"
