@@ -132,7 +132,7 @@ sub import {
     }
 
     # No plan: every file ends with done_testing(), so that one which
-    # stops early (die, exit) fails.  Test::Base plans 'no_plan' at END
+    # stops early (die, exit) fails.  Test::Base plans no fixed count at END
     # unless it saw a call to plan(); an empty call plans nothing.
     Test::Builder->new->plan();
     goto &Test::Base::import;
