@@ -167,7 +167,7 @@ DEB_SRC     := $(BUILD)/deb-src
 STATIC_SRC  := $(BUILD)/static/nginx
 STATIC_BIN  := $(STATIC_SRC)/objs/nginx
 STATIC_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-STATIC_T    := t/003-smoke.t t/002-inert.t
+STATIC_T    := t/003-smoke.t t/002-inert.t t/099-debug-log.t
 STATIC_CC   := -g -O2 -ffile-prefix-map=$(CURDIR)/$(STATIC_SRC)=. \
                -fstack-protector-strong -Wformat -Werror=format-security \
                -fPIC -Wdate-time -D_FORTIFY_SOURCE=2

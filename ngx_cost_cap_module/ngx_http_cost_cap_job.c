@@ -2604,7 +2604,9 @@ ngx_http_cost_cap_job_init_process(ngx_cycle_t *cycle)
     ev = &ngx_http_cost_cap_job_sweep_ev;
     ngx_memzero(ev, sizeof(ngx_event_t));
 
+    /* data is read as a connection by NGINX's debug log of timers */
     ev->handler = ngx_http_cost_cap_job_sweep;
+    ev->data = ev;
     ev->log = cycle->log;
     ev->cancelable = 1;
 

@@ -481,8 +481,10 @@ ngx_http_cost_cap_lease_admit(ngx_http_cost_cap_ctx_t *ctx,
                             ngx_http_cost_cap_lease_insert);
             ngx_queue_init(&ngx_http_cost_cap_leases->all);
 
+            /* data is read as a connection by the debug log of timers */
             ngx_http_cost_cap_leases->watch.handler =
                                               ngx_http_cost_cap_lease_watch;
+            ngx_http_cost_cap_leases->watch.data = ngx_http_cost_cap_leases;
             ngx_http_cost_cap_leases->watch.log = ngx_cycle->log;
             ngx_http_cost_cap_leases->watch.cancelable = 1;
         }

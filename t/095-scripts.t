@@ -424,6 +424,20 @@ sub cancel {
     is(R('GET', $keys[0]), 5000 - 1300, 'cancel: ... its estimate and the '
                                         . 'lease given back');
     is(R('EXISTS', $lease), 0, 'cancel: ... the lease gone');
+
+    # its lease given back already (the late reply of an open request):
+    # only the estimate goes, the lease is not given back twice
+    R('SET', $keys[0], 5000);
+    $m = "costcap:{$t}:op:" . id();
+    $lease = "costcap:{$t}:lease:" . id();
+    R('SET', $m, 'A:1:1200', 'PX', 60000);
+    R('SET', $lease, 'L:1:1200', 'PX', 60000);
+    is(ev('lease', [$lease, $keys[0]], [1200, 0]), 1,
+       'cancel: a lease given back first');
+    is(R('GET', $keys[0]), 3800, 'cancel: ... by lease.lua');
+    is(ev('cancel', [$m, $lease, $keys[0]], [100, $MARKER_TTL, 'l', 0]), 1,
+       'cancel: ... then the reservation');
+    is(R('GET', $keys[0]), 3700, 'cancel: ... only its estimate given back');
 }
 
 

@@ -25,8 +25,8 @@ end
 
 -- "A:mask:lease": the reservation's windows, and a lease it took
 local mask, lease = op:match('^A:(%d+):?(%d*)')
-local back, k = tonumber(ARGV[1]) + (tonumber(lease) or 0), 2
-mask = tonumber(mask)
+local k = 2
+mask, lease = tonumber(mask), tonumber(lease) or 0
 if ARGV[3]:find('i', 1, true) then
   local v = redis.call('GET', KEYS[k])
   if v and v:sub(-#KEYS[1]) == KEYS[1] then
@@ -35,9 +35,13 @@ if ARGV[3]:find('i', 1, true) then
   k = k + 1
 end
 if ARGV[3]:find('l', 1, true) then
-  redis.call('DEL', KEYS[k])
+  -- a lease given back already (lease.lua deleted it) is not given again
+  if redis.call('DEL', KEYS[k]) == 0 then
+    lease = 0
+  end
   k = k + 1
 end
+local back = tonumber(ARGV[1]) + lease
 
 for i = 0, #KEYS - k do
   if math.floor(mask / 2 ^ i) % 2 == 1 then
