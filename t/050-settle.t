@@ -23,95 +23,13 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use CostCap::Test;
-use IO::Socket::INET;
-use POSIX ();
-use Time::HiRes ();
+use CostCap::Test::Gated qw(gate_arrived gate_open);
 
 # -------------------------------------------------------------------------
-# a backend that holds its answer: /...?gate=NAME writes arrived-NAME and
-# answers once open-NAME exists; delay=MS sleeps; status=CODE; gpu=V sends
-# X-GPU-Seconds: V
+# a backend that holds its answer (CostCap::Test::Gated): ?gate=NAME,
+# delay=MS, status=CODE, gpu=V
 
-my $SLOW = listen_socket();      # bound here: no other test can take it
-my $SLOW_PORT = $SLOW->sockport;
-my $GATES = tmp_dir() . '/gates';
-mkdir $GATES or die "$GATES: $!";
-my $MAIN = $$;
-
-sub slow_serve {
-    my $c = shift;
-    my $buf = '';
-    while ($buf !~ /\r\n\r\n/) {
-        my $n = sysread $c, $buf, 65536, length $buf;
-        return unless $n;
-    }
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-    my ($len) = $head =~ /^content-length:\s*(\d+)/im;
-    while (length $body < ($len // 0)) {
-        my $n = sysread $c, $body, 65536, length $body;
-        return unless $n;
-    }
-    my ($uri) = $head =~ m{^\S+ (\S+)};
-    my %q = $uri =~ /[?&](\w+)=([^&]*)/g;
-    if (defined(my $g = $q{gate})) {
-        if (open my $f, ">", "$GATES/arrived-$g") { close $f }
-        my $deadline = time + 20;
-        Time::HiRes::sleep(0.005)
-            until -e "$GATES/open-$g" || time > $deadline;
-    }
-    Time::HiRes::sleep($q{delay} / 1000) if $q{delay};
-    my $st = $q{status} || 200;
-    my $out = '{"id":"gen_1","status":"queued"}';
-    my $h = "HTTP/1.1 $st X\r\nContent-Type: application/json\r\n"
-          . 'Content-Length: ' . length($out) . "\r\nConnection: close\r\n";
-    $h .= "X-GPU-Seconds: $q{gpu}\r\n" if defined $q{gpu};
-    syswrite $c, "$h\r\n$out";
-}
-
-my $SLOW_PID = fork;
-die "fork: $!" unless defined $SLOW_PID;
-if ($SLOW_PID == 0) {
-    setpgrp 0, 0;
-    $SIG{CHLD} = 'IGNORE';
-    my $l = $SLOW;
-    alarm 120;
-    while (1) {
-        my $c = $l->accept or next;
-        my $pid = fork;
-        if (defined $pid && $pid == 0) {
-            close $l;
-            slow_serve($c);
-            close $c;
-            POSIX::_exit(0);
-        }
-        close $c;
-    }
-}
-close $SLOW;
-END {
-    if ($$ == $MAIN && $SLOW_PID) {
-        local $?;
-        kill 'KILL', -$SLOW_PID;
-        waitpid $SLOW_PID, 0;
-    }
-}
-poll_until(sub {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $SLOW_PORT, Proto => 'tcp');
-    close $s if $s;
-    return !!$s;
-}, 5) or die "slow backend did not start\n";
-
-sub gate_arrived {
-    my $g = shift;
-    return poll_until(sub { -e "$GATES/arrived-$g" }, 5);
-}
-
-sub gate_open {
-    my $g = shift;
-    open my $f, '>', "$GATES/open-$g" or die "$GATES/open-$g: $!";
-    close $f;
-}
+my $SLOW_PORT = CostCap::Test::Gated::start();
 
 add_macro(TEST_NGINX_SLOW_PORT => $SLOW_PORT);
 add_macro(TEST_NGINX_DEAD_PORT => dead_port());

@@ -17,11 +17,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use CostCap::Test;
+use CostCap::Test::Gated qw(gate_arrived gate_open);
 use CostCap::Test::Faults qw(busy masterdown_on masterdown_off oom_on
                              oom_off replicaof promote client_kill);
 use CostCap::Test::Node;
 use CostCap::Test::Relay;
-use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
@@ -29,90 +29,10 @@ my $E = 77415;
 my $T_BEGIN = time;
 
 # -------------------------------------------------------------------------
-# a backend that holds its answer (as in 050-settle.t): /...?gate=NAME
-# writes arrived-NAME and answers once open-NAME exists; status=CODE;
-# gpu=V sends X-GPU-Seconds: V
+# a backend that holds its answer (CostCap::Test::Gated): ?gate=NAME,
+# status=CODE, gpu=V
 
-my $SLOW_PORT = free_port();
-my $GATES = tmp_dir() . '/gates';
-mkdir $GATES or die "$GATES: $!";
-my $MAIN = $$;
-
-sub slow_serve {
-    my $c = shift;
-    my $buf = '';
-    while ($buf !~ /\r\n\r\n/) {
-        my $n = sysread $c, $buf, 65536, length $buf;
-        return unless $n;
-    }
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-    my ($len) = $head =~ /^content-length:\s*(\d+)/im;
-    while (length $body < ($len // 0)) {
-        my $n = sysread $c, $body, 65536, length $body;
-        return unless $n;
-    }
-    my ($uri) = $head =~ m{^\S+ (\S+)};
-    my %q = $uri =~ /[?&](\w+)=([^&]*)/g;
-    if (defined(my $g = $q{gate})) {
-        if (open my $f, '>', "$GATES/arrived-$g") { close $f }
-        my $deadline = time + 20;
-        sleep(0.005) until -e "$GATES/open-$g" || time > $deadline;
-    }
-    my $st = $q{status} || 200;
-    my $out = '{"id":"gen_1","status":"queued"}';
-    my $h = "HTTP/1.1 $st X\r\nContent-Type: application/json\r\n"
-          . 'Content-Length: ' . length($out) . "\r\nConnection: close\r\n";
-    $h .= "X-GPU-Seconds: $q{gpu}\r\n" if defined $q{gpu};
-    syswrite $c, "$h\r\n$out";
-}
-
-my $SLOW_PID = fork;
-die "fork: $!" unless defined $SLOW_PID;
-if ($SLOW_PID == 0) {
-    setpgrp 0, 0;
-    $SIG{CHLD} = 'IGNORE';
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $SLOW_PORT, Listen => 128,
-                                  ReuseAddr => 1, Proto => 'tcp')
-        or POSIX::_exit(1);
-    alarm 150;
-    while (1) {
-        my $c = $l->accept or next;
-        my $pid = fork;
-        if (defined $pid && $pid == 0) {
-            close $l;
-            slow_serve($c);
-            close $c;
-            POSIX::_exit(0);
-        }
-        close $c;
-    }
-}
-END {
-    if ($$ == $MAIN && $SLOW_PID) {
-        local $?;
-        kill 'KILL', -$SLOW_PID;
-        waitpid $SLOW_PID, 0;
-    }
-}
-poll_until(sub {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $SLOW_PORT, Proto => 'tcp');
-    close $s if $s;
-    return !!$s;
-}, 5) or die "slow backend did not start\n";
-
-sub gate_arrived {
-    my $g = shift;
-    return poll_until(sub { -e "$GATES/arrived-$g" }, 5);
-}
-
-sub gate_open {
-    my $g = shift;
-    open my $f, '>', "$GATES/open-$g" or die "$GATES/open-$g: $!";
-    close $f;
-}
-
+my $SLOW_PORT = CostCap::Test::Gated::start(alarm => 150);
 
 # -------------------------------------------------------------------------
 # the gateway: REDIS is the address nginx connects to (Redis or a relay)
